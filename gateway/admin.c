@@ -27,8 +27,11 @@ static int on_healthz(h2o_handler_t *self, h2o_req_t *req)
 
 static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
 {
-    if (gw_ready)
-        send_text(req, 200, "application/json", H2O_STRLIT("{\"status\":\"ready\"}\n"));
+    int store = gw_server_store_up();
+    if (gw_ready && store)
+        send_text(req, 200, "application/json", H2O_STRLIT("{\"status\":\"ready\",\"store\":\"up\"}\n"));
+    else if (gw_ready)
+        send_text(req, 503, "application/json", H2O_STRLIT("{\"status\":\"not ready\",\"store\":\"down\"}\n"));
     else
         send_text(req, 503, "application/json", H2O_STRLIT("{\"status\":\"not ready\"}\n"));
     return 0;

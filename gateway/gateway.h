@@ -22,6 +22,8 @@
 #include <h2o/http1client.h>
 #include "gateway/conf.h"
 #include "routes/routes.h"
+#include "gateway/store.h"
+#include "gateway/ratelimit.h"
 
 #define GW_MAX_THREADS 64
 #define GW_REQUEST_ID_MAX 64
@@ -48,6 +50,9 @@ typedef struct {
     size_t num_targets;
     const char **base_paths; /* upstream URL path per target ("" or "/base") */
     unsigned metric_slot;
+    const gw_ratelimit_conf_t *policies[GW_RATELIMIT_MAX_POLICIES]; /* resolved `rate_limit` names */
+    unsigned policy_slots[GW_RATELIMIT_MAX_POLICIES];                /* their metric label slots */
+    size_t num_policies;
 } gw_route_rt_t;
 
 /* An immutable, reference-counted configuration generation. */
@@ -79,6 +84,8 @@ struct st_gw_thread_t {
     uint64_t reqid_counter;
     size_t inflight;
     gw_metrics_t *metrics;
+    gw_store_t *store;          /* NULL if the store config is unusable (then on_store_down applies) */
+    gw_ratelimit_ctx_t *ratelimit;
     gw_timeout_t *timeouts[64];
     size_t num_timeouts;
     unsigned rr[1024]; /* round-robin cursor per route index */
@@ -92,6 +99,8 @@ gw_timeout_t *gw_thread_timeout(gw_thread_t *thread, uint64_t ms);
 /* THREAD's keep-alive pool for TARGET */
 h2o_socketpool_t *gw_thread_pool(gw_thread_t *thread, gw_target_t *target);
 
+/* 1 when every thread's store connection is up (any thread) */
+int gw_server_store_up(void);
 /* Runs the gateway until SIGTERM/SIGINT. Returns the process exit code. */
 int gw_server_run(const char *conf_path);
 
@@ -108,8 +117,15 @@ typedef struct {
     char peer[64]; /* client address, text */
     const char *upstream; /* authority of the last upstream tried, or NULL */
     const char *client_id; /* authenticated client, or NULL */
+    const char *sub;       /* authenticated subject, or NULL */
     uint64_t started_at; /* ms */
+    gw_ratelimit_check_t *rl_check; /* a rate-limit check in flight */
+    gw_ratelimit_verdict_t rl_verdict;
+    h2o_iovec_t rl_policy_hdr, rl_state_hdr; /* RateLimit-Policy / RateLimit values for every answer */
 } gw_req_t;
+
+/* Adds what every answer to GREQ carries: x-request-id and the RateLimit fields. */
+void gw_req_add_common_headers(gw_req_t *greq);
 
 void gw_pipeline_register(h2o_pathconf_t *pathconf);
 
@@ -139,6 +155,14 @@ void gw_problem_send_raw(h2o_req_t *req, const char *request_id, int status, con
 size_t gw_json_escape(char *buf, size_t bufsz, const char *s, size_t len);
 
 /* ---- metrics.c ------------------------------------------------------------------------------------- */
+
+/* single-label counter families */
+enum { GW_MF_RATELIMITED, GW_MF_TOKENS_ISSUED, GW_MF_QR_CODES_ISSUED, GW_MF_QR_VERIFICATIONS, GW_MF_COUNT };
+/* the slot of one label value of FAMILY (stable for the process's life) */
+unsigned gw_metrics_label_slot(int family, const char *value);
+void gw_metrics_count(gw_metrics_t *m, int family, unsigned slot);
+/* the store whose error count this thread's metrics report (hegate_store_errors_total) */
+void gw_metrics_set_store(gw_metrics_t *m, const gw_store_t *store);
 
 enum { GW_UPSTREAM_ERR_CONNECT, GW_UPSTREAM_ERR_TIMEOUT, GW_UPSTREAM_ERR_PROTOCOL, GW_UPSTREAM_ERR_KINDS };
 

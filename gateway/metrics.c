@@ -19,7 +19,21 @@ static const double bucket_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 #define NBUCKETS (sizeof(bucket_le) / sizeof(bucket_le[0]))
 static const char *const upstream_kinds[GW_UPSTREAM_ERR_KINDS] = {"connect", "timeout", "protocol"};
 
+#define LABEL_SLOTS 64
+static const struct {
+    const char *name, *label, *help;
+} families[GW_MF_COUNT] = {
+    [GW_MF_RATELIMITED] = {"hegate_ratelimited_total", "policy", "Requests refused by a rate limit, by policy."},
+    [GW_MF_TOKENS_ISSUED] = {"hegate_tokens_issued_total", "grant", "Access tokens issued, by grant type."},
+    [GW_MF_QR_CODES_ISSUED] = {"hegate_qr_codes_issued_total", "scene", "City codes issued, by scene."},
+    [GW_MF_QR_VERIFICATIONS] = {"hegate_qr_verifications_total", "result", "City code verifications, by result."},
+};
+static char *label_values[GW_MF_COUNT][LABEL_SLOTS];
+static unsigned num_labels[GW_MF_COUNT];
+
 struct st_gw_metrics_t {
+    uint64_t labeled[GW_MF_COUNT][LABEL_SLOTS];
+    const gw_store_t *store;
     uint64_t requests[SLOTS][CODES];
     uint64_t buckets[SLOTS][NBUCKETS + 1]; /* last = above the largest bound */
     uint64_t sum_us[SLOTS];
@@ -46,6 +60,27 @@ unsigned gw_metrics_route_slot(const char *name)
 Exit:
     pthread_mutex_unlock(&mutex);
     return slot; /* beyond SLOTS distinct names, routes share slot 0 */
+}
+
+unsigned gw_metrics_label_slot(int family, const char *value)
+{
+    unsigned slot = 0;
+    pthread_mutex_lock(&mutex);
+    for (unsigned i = 0; i != num_labels[family]; ++i)
+        if (strcmp(label_values[family][i], value) == 0) {
+            slot = i;
+            goto Exit;
+        }
+    if (num_labels[family] != LABEL_SLOTS && (label_values[family][num_labels[family]] = strdup(value)) != NULL)
+        slot = num_labels[family]++;
+Exit:
+    pthread_mutex_unlock(&mutex);
+    return slot;
+}
+
+void gw_metrics_set_store(gw_metrics_t *m, const gw_store_t *store)
+{
+    __atomic_store_n(&m->store, store, __ATOMIC_RELEASE);
 }
 
 gw_metrics_t *gw_metrics_thread_create(void)
@@ -83,6 +118,12 @@ void gw_metrics_request(gw_metrics_t *m, unsigned slot, int status, uint64_t dur
         ++b;
     bump(&m->buckets[slot][b], 1);
     bump(&m->sum_us[slot], duration_us);
+}
+
+void gw_metrics_count(gw_metrics_t *m, int family, unsigned slot)
+{
+    if (slot < LABEL_SLOTS)
+        bump(&m->labeled[family][slot], 1);
 }
 
 void gw_metrics_upstream_error(gw_metrics_t *m, unsigned slot, int kind)
@@ -175,6 +216,27 @@ char *gw_metrics_render(size_t *len)
                 sb_printf(&sb, "hegate_upstream_errors_total{route=\"%s\",kind=\"%s\"} %llu\n", slot_names[s], upstream_kinds[k],
                           (unsigned long long)v);
         }
+    for (int f = 0; f != GW_MF_COUNT; ++f) {
+        sb_printf(&sb, "# HELP %s %s\n# TYPE %s counter\n", families[f].name, families[f].help, families[f].name);
+        for (unsigned l = 0; l != num_labels[f]; ++l) {
+            uint64_t v = 0;
+            for (gw_metrics_t *m = all; m != NULL; m = m->next)
+                v += get(&m->labeled[f][l]);
+            sb_printf(&sb, "%s{%s=\"%s\"} %llu\n", families[f].name, families[f].label, label_values[f][l], (unsigned long long)v);
+        }
+    }
+    uint64_t store_errors = 0;
+    for (gw_metrics_t *m = all; m != NULL; m = m->next) {
+        const gw_store_t *store = __atomic_load_n(&m->store, __ATOMIC_ACQUIRE);
+        if (store != NULL) {
+            gw_store_stats_t st;
+            gw_store_get_stats(store, &st);
+            store_errors += st.errors;
+        }
+    }
+    sb_printf(&sb, "# HELP hegate_store_errors_total Store (Redis) calls that failed: timeouts, connection loss, store down.\n"
+                   "# TYPE hegate_store_errors_total counter\nhegate_store_errors_total %llu\n",
+              (unsigned long long)store_errors);
     pthread_mutex_unlock(&mutex);
     *len = sb.len;
     return sb.buf;

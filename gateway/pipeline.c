@@ -60,8 +60,85 @@ static void on_greq_dispose(void *p)
     unsigned slot = greq->route != NULL ? greq->gen->rt[greq->route->index].metric_slot : 0;
     gw_metrics_request(greq->thread->metrics, slot, status, duration_us);
     gw_accesslog_write(greq, status, req->bytes_sent, duration_us);
+    if (greq->rl_check != NULL)
+        gw_ratelimit_cancel(greq->rl_check);
     gw_gen_release(greq->gen);
     --greq->thread->inflight;
+}
+
+/* ---- stage: rate limits (SPEC §5) ------------------------------------------------------------------ */
+
+static void on_ratelimit_verdict(void *data, gw_ratelimit_verdict_t *v)
+{
+    gw_req_t *greq = data;
+    h2o_req_t *req = greq->req;
+    greq->rl_check = NULL;
+    const gw_route_rt_t *rt = &greq->gen->rt[greq->route->index];
+
+    const gw_ratelimit_conf_t *pols[GW_RATELIMIT_MAX_POLICIES];
+    for (size_t i = 0; i != v->n; ++i)
+        pols[i] = v->results[i].policy;
+    size_t cap = gw_ratelimit_header_bound(pols, v->n);
+    char *buf = h2o_mem_alloc_pool(&req->pool, cap * 2);
+    greq->rl_policy_hdr = h2o_iovec_init(buf, gw_ratelimit_format_policy(buf, cap, pols, v->n));
+    greq->rl_state_hdr = h2o_iovec_init(buf + cap, gw_ratelimit_format_state(buf + cap, cap, v->results, v->n));
+
+    switch (v->verdict) {
+    case GW_RL_ALLOW:
+        gw_proxy_start(greq);
+        return;
+    case GW_RL_DENY: {
+        for (size_t i = 0; i != v->n; ++i) {
+            if (v->results[i].allowed || v->results[i].source == GW_RL_SOURCE_NONE)
+                continue;
+            for (size_t j = 0; j != rt->num_policies; ++j)
+                if (rt->policies[j] == v->results[i].policy)
+                    gw_metrics_count(greq->thread->metrics, GW_MF_RATELIMITED, rt->policy_slots[j]);
+        }
+        char ra[24];
+        int len = snprintf(ra, sizeof(ra), "%llu", (unsigned long long)(v->retry_after_s < 1 ? 1 : v->retry_after_s));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, ra, len).base, len);
+        gw_problem_send(greq, 429, "quota-exceeded", "Too Many Requests", "a rate limit of this route is exhausted");
+        return;
+    }
+    case GW_RL_UNAVAILABLE:
+        gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "rate limits cannot be checked right now");
+        return;
+    }
+}
+
+static void stage_ratelimit(gw_req_t *greq)
+{
+    const gw_route_rt_t *rt = &greq->gen->rt[greq->route->index];
+    const gw_ratelimit_conf_t *pols[GW_RATELIMIT_MAX_POLICIES];
+    h2o_iovec_t keys[GW_RATELIMIT_MAX_POLICIES];
+    size_t n = 0;
+    for (size_t i = 0; i != rt->num_policies; ++i) {
+        const char *key = NULL;
+        switch (rt->policies[i]->key) {
+        case GW_LIMIT_KEY_IP:
+            key = greq->peer;
+            break;
+        case GW_LIMIT_KEY_USER:
+            key = greq->sub; /* NULL on public routes: user and client policies bind authenticated requests */
+            break;
+        case GW_LIMIT_KEY_CLIENT:
+            key = greq->client_id;
+            break;
+        }
+        if (key == NULL)
+            continue;
+        pols[n] = rt->policies[i];
+        keys[n++] = h2o_iovec_init(key, strlen(key));
+    }
+    if (n == 0) {
+        gw_proxy_start(greq);
+        return;
+    }
+    greq->rl_check =
+        gw_ratelimit_check(greq->thread->ratelimit, pols, keys, n, &greq->rl_verdict, on_ratelimit_verdict, greq);
+    if (greq->rl_check == NULL)
+        on_ratelimit_verdict(greq, &greq->rl_verdict);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -107,10 +184,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
-    /* 5. authentication, scopes and rate limits arrive with their issues; public routes go straight on */
+    /* 5. authentication and scopes arrive with issue 5; public routes go straight on */
 
-    /* 6. forward */
-    gw_proxy_start(greq);
+    /* 6. rate limits, then 7. forward */
+    stage_ratelimit(greq);
     return 0;
 }
 

@@ -55,7 +55,30 @@ void gw_problem_send_raw(h2o_req_t *req, const char *request_id, int status, con
     h2o_send_inline(req, body, (size_t)len);
 }
 
+void gw_req_add_common_headers(gw_req_t *greq)
+{
+    h2o_req_t *req = greq->req;
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, greq->request_id,
+                          greq->request_id_len);
+    if (greq->rl_policy_hdr.len != 0)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit-policy"), 0, NULL, greq->rl_policy_hdr.base,
+                              greq->rl_policy_hdr.len);
+    if (greq->rl_state_hdr.len != 0)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit"), 0, NULL, greq->rl_state_hdr.base,
+                              greq->rl_state_hdr.len);
+}
+
 void gw_problem_send(gw_req_t *greq, int status, const char *slug, const char *title, const char *detail)
 {
+    if (greq->rl_policy_hdr.len != 0 || greq->rl_state_hdr.len != 0) {
+        /* the RateLimit fields go on errors of a limited route too */
+        h2o_req_t *req = greq->req;
+        if (greq->rl_policy_hdr.len != 0)
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit-policy"), 0, NULL,
+                                  greq->rl_policy_hdr.base, greq->rl_policy_hdr.len);
+        if (greq->rl_state_hdr.len != 0)
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit"), 0, NULL, greq->rl_state_hdr.base,
+                                  greq->rl_state_hdr.len);
+    }
     gw_problem_send_raw(greq->req, greq->request_id, status, slug, title, detail);
 }

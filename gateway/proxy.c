@@ -300,8 +300,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
             h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
         }
     }
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, p->greq->request_id,
-                          p->greq->request_id_len);
+    gw_req_add_common_headers(p->greq);
     h2o_start_response(req, &p->super);
     if (errstr == h2o_http1client_error_is_eos) {
         p->client = NULL;

@@ -153,6 +153,12 @@ gw_gen_t *gw_gen_build(gw_conf_t *conf, gw_errors_t *errs)
             rt->base_paths[j] = rc->upstreams[j].path;
         }
         rt->num_targets = rc->num_upstreams;
+        for (size_t j = 0; j != rc->rate_limit.n && rt->num_policies != GW_RATELIMIT_MAX_POLICIES; ++j)
+            for (size_t k = 0; k != conf->num_rate_limits; ++k)
+                if (strcmp(conf->rate_limits[k].name, rc->rate_limit.v[j]) == 0) {
+                    rt->policies[rt->num_policies] = &conf->rate_limits[k];
+                    rt->policy_slots[rt->num_policies++] = gw_metrics_label_slot(GW_MF_RATELIMITED, conf->rate_limits[k].name);
+                }
     }
     return gen;
 Error:
@@ -334,10 +340,31 @@ static int thread_drained(gw_thread_t *thread)
            h2o_linklist_is_empty(&thread->ctx.http2._conns);
 }
 
+/* the store and the rate limiter live on the thread's own loop */
+static void thread_init_store(gw_thread_t *thread)
+{
+    const gw_conf_t *conf = thread->gen->conf;
+    gw_store_conf_t sc = gw_store_conf_from(conf);
+    char err[256];
+    if ((thread->store = gw_store_create(thread->loop, &sc, err, sizeof(err))) == NULL && thread->id == 0)
+        gw_log("error", "store: %s (on_store_down applies)", err);
+    thread->ratelimit = gw_ratelimit_ctx_create(thread->loop, thread->store, conf->on_store_down, conf->nodes, server.num_threads);
+    gw_metrics_set_store(thread->metrics, thread->store);
+}
+
+int gw_server_store_up(void)
+{
+    for (unsigned i = 0; i != server.num_threads; ++i)
+        if (server.threads[i].store == NULL || !gw_store_is_up(server.threads[i].store))
+            return 0;
+    return server.num_threads != 0;
+}
+
 static void *thread_main(void *arg)
 {
     gw_thread_t *thread = arg;
     uint64_t deadline = 0;
+    thread_init_store(thread);
     while (1) {
         h2o_evloop_run(thread->loop, thread->stopping ? 50 : INT32_MAX);
         if (thread->stopping) {

@@ -37,7 +37,7 @@ $(BUILD)/libhegate.a: $(LIB_OBJ)
 $(BUILD)/hegate: $(BUILD)/obj/gateway/main.o $(BUILD)/libhegate.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhegate.a $(HDRS) tests/unit/unit.h
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhegate.a $(HDRS) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libhegate.a $(LDLIBS) -lcmocka
 

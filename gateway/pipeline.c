@@ -89,7 +89,7 @@ static void on_ratelimit_verdict(void *data, gw_ratelimit_verdict_t *v)
         return;
     case GW_RL_DENY: {
         for (size_t i = 0; i != v->n; ++i) {
-            if (v->results[i].allowed || v->results[i].source == GW_RL_SOURCE_NONE)
+            if (v->results[i].allowed || v->results[i].source == GW_RL_SOURCE_NONE || v->results[i].source == GW_RL_SOURCE_CLOSED)
                 continue;
             for (size_t j = 0; j != rt->num_policies; ++j)
                 if (rt->policies[j] == v->results[i].policy)

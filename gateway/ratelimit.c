@@ -22,7 +22,7 @@
 #include "h2o/timeout.h"
 #include "gateway/ratelimit.h"
 
-#define DENY_SETS 256  /* x 4 ways: keys known over a limit, per thread */
+#define DENY_SETS 256   /* x 4 ways: keys known over a limit, per thread */
 #define LOCAL_SETS 1024 /* x 4 ways: local GCRA states while the store is down, per thread */
 #define WAYS 4
 #define CHECK_FREELIST_MAX 256
@@ -45,7 +45,11 @@ static uint64_t ceil_div(uint64_t a, uint64_t b)
 
 static int64_t add_ms(int64_t t, uint64_t ms) /* saturating: a clock near INT64_MAX must not overflow */
 {
-    return ms > (uint64_t)(INT64_MAX - t) ? INT64_MAX : t + (int64_t)ms;
+    if (ms > (uint64_t)INT64_MAX)
+        ms = (uint64_t)INT64_MAX;
+    if (t > 0 && (int64_t)ms > INT64_MAX - t)
+        return INT64_MAX;
+    return t + (int64_t)ms; /* t <= 0: at most ms, at least t */
 }
 
 uint64_t gw_ratelimit_seconds(uint64_t ms)
@@ -564,8 +568,9 @@ static void on_store_reply(void *data, const redisReply *reply, const char *err)
     cb(cbdata, out);
 }
 
-gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratelimit_conf_t *const *policies, const h2o_iovec_t *keys,
-                                         size_t n, gw_ratelimit_verdict_t *out, gw_ratelimit_cb cb, void *data)
+gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratelimit_conf_t *const *policies,
+                                         const h2o_iovec_t *keys, size_t n, gw_ratelimit_verdict_t *out, gw_ratelimit_cb cb,
+                                         void *data)
 {
     gw_ratelimit_verdict_t v;
     uint64_t h[GW_RATELIMIT_MAX_POLICIES];

@@ -75,12 +75,12 @@ size_t gw_ratelimit_store_key(char *buf, size_t cap, const char *policy, const c
 /* ---- results and headers ------------------------------------------------------------------------ */
 
 typedef enum {
-    GW_RL_SOURCE_NONE,   /* not evaluated (another policy was already known to deny) */
-    GW_RL_SOURCE_STORE,  /* Redis answered */
-    GW_RL_SOURCE_CACHE,  /* known over the limit (deny cache) */
-    GW_RL_SOURCE_LOCAL,  /* store down, on_store_down: local */
-    GW_RL_SOURCE_OPEN,   /* store down, on_store_down: open */
-    GW_RL_SOURCE_CLOSED  /* store down, on_store_down: closed */
+    GW_RL_SOURCE_NONE,  /* not evaluated (another policy was already known to deny) */
+    GW_RL_SOURCE_STORE, /* Redis answered */
+    GW_RL_SOURCE_CACHE, /* known over the limit (deny cache) */
+    GW_RL_SOURCE_LOCAL, /* store down, on_store_down: local */
+    GW_RL_SOURCE_OPEN,  /* store down, on_store_down: open */
+    GW_RL_SOURCE_CLOSED /* store down, on_store_down: closed */
 } gw_ratelimit_source_t;
 
 typedef enum {
@@ -139,8 +139,9 @@ void gw_ratelimit_ctx_free(gw_ratelimit_ctx_t *ctx);
  * *OUT is filled and CB is not called. Otherwise returns a handle: CB(DATA, OUT) runs exactly once,
  * later, on the loop, with *OUT filled, unless gw_ratelimit_cancel(handle) comes first; *OUT is not
  * touched before that. The handle is invalid once CB starts or after cancel. */
-gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratelimit_conf_t *const *policies, const h2o_iovec_t *keys,
-                                         size_t n, gw_ratelimit_verdict_t *out, gw_ratelimit_cb cb, void *data);
+gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratelimit_conf_t *const *policies,
+                                         const h2o_iovec_t *keys, size_t n, gw_ratelimit_verdict_t *out, gw_ratelimit_cb cb,
+                                         void *data);
 void gw_ratelimit_cancel(gw_ratelimit_check_t *check);
 
 typedef struct {

@@ -33,8 +33,8 @@ const char GW_STORE_ERR_DISCONNECTED[] = "disconnected";
 const char GW_STORE_ERR_REDIRECTS[] = "too many redirections";
 const char GW_STORE_ERR_INVALID[] = "invalid command";
 
-#define MAX_LEVELS 16      /* [0] = 0 ms (deferred work), [1..] back-off steps */
-#define FREELIST_MAX 1024  /* recycled request structs kept per store */
+#define MAX_LEVELS 16     /* [0] = 0 ms (deferred work), [1..] back-off steps */
+#define FREELIST_MAX 1024 /* recycled request structs kept per store */
 #define LABEL_MAX 300
 
 /* The project's logger lives in server.c. Declared weak so that this file links without it (unit
@@ -68,12 +68,12 @@ typedef enum {
 
 typedef struct st_store_node_t {
     gw_store_t *store;
-    size_t index;              /* in store->nodes; the slot map stores index + 1 */
-    char *host;                /* NULL for a unix socket */
+    size_t index; /* in store->nodes; the slot map stores index + 1 */
+    char *host;   /* NULL for a unix socket */
     uint16_t port;
-    char *path;                /* unix socket path or NULL */
-    char label[LABEL_MAX];     /* "host:port" or the socket path, for logs */
-    redisAsyncContext *ac;     /* NULL unless CONNECTING or READY */
+    char *path;            /* unix socket path or NULL */
+    char label[LABEL_MAX]; /* "host:port" or the socket path, for logs */
+    redisAsyncContext *ac; /* NULL unless CONNECTING or READY */
     node_state_t state;
     unsigned handshake_left;   /* replies still expected before READY */
     unsigned fail_level;       /* back-off level of the next failure (1..num_levels-1) */
@@ -81,7 +81,7 @@ typedef struct st_store_node_t {
     size_t pending;            /* requests hiredis holds a callback for */
     uint32_t slots;            /* slots the cluster map gives this node */
     unsigned is_seed : 1;
-    unsigned logged_down : 1;  /* a failure was logged; log the recovery */
+    unsigned logged_down : 1; /* a failure was logged; log the recovery */
 } store_node_t;
 
 /* the glue between one hiredis context and its h2o socket */
@@ -101,10 +101,10 @@ struct st_gw_store_req_t {
     size_t cmdlen;
     const gw_store_script_t *script; /* EVALSHA not yet retried as EVAL */
     const char *deferred_err;
-    int slot;                  /* -1: no key */
+    int slot; /* -1: no key */
     unsigned redirects;
     unsigned asking : 1;
-    unsigned internal : 1;     /* handshake / CLUSTER SLOTS: not in the caller-facing counters */
+    unsigned internal : 1; /* handshake / CLUSTER SLOTS: not in the caller-facing counters */
 };
 
 struct st_gw_store_t {
@@ -612,8 +612,7 @@ static int install_map(gw_store_t *store, const redisReply *reply, store_node_t 
     for (size_t i = 0; i != reply->elements; ++i) {
         const redisReply *e = reply->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != REDIS_REPLY_INTEGER ||
-            e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY ||
-            e->element[2]->elements < 2)
+            e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2)
             goto Fail;
         long long from = e->element[0]->integer, to = e->element[1]->integer;
         const redisReply *ip = e->element[2]->element[0], *port = e->element[2]->element[1];
@@ -1114,7 +1113,8 @@ gw_store_t *gw_store_create(h2o_loop_t *loop, const gw_store_conf_t *conf, char 
                 store->user = h2o_strdup(NULL, addr.user, SIZE_MAX).base;
         }
         store->db = addr.db;
-        store_node_t *node = addr.path[0] != '\0' ? node_new(store, NULL, 0, addr.path) : node_new(store, addr.host, addr.port, NULL);
+        store_node_t *node =
+            addr.path[0] != '\0' ? node_new(store, NULL, 0, addr.path) : node_new(store, addr.host, addr.port, NULL);
         node->is_seed = 1;
     }
     explicit_bzero(&addr, sizeof(addr));

@@ -59,24 +59,24 @@ typedef struct st_gw_store_req_t gw_store_req_t;
 typedef void (*gw_store_cb)(void *data, const redisReply *reply, const char *err);
 
 typedef struct {
-    const char *url;          /* single Redis; NULL when cluster is used */
-    char *const *cluster;     /* cluster seed URLs ("redis://h:p"); db must be 0 */
+    const char *url;      /* single Redis; NULL when cluster is used */
+    char *const *cluster; /* cluster seed URLs ("redis://h:p"); db must be 0 */
     size_t num_cluster;
-    uint64_t timeout_ms;      /* per-command deadline; 0 means 50 */
-    uint64_t backoff_min_ms;  /* 0 means 50 */
-    uint64_t backoff_max_ms;  /* 0 means 1000 */
+    uint64_t timeout_ms;     /* per-command deadline; 0 means 50 */
+    uint64_t backoff_min_ms; /* 0 means 50 */
+    uint64_t backoff_max_ms; /* 0 means 1000 */
 } gw_store_conf_t;
 
 /* The store settings of a parsed configuration (redis.url / redis.cluster / redis.timeout). */
 gw_store_conf_t gw_store_conf_from(const gw_conf_t *conf);
 
 typedef struct {
-    char host[256];      /* "" for a unix socket */
-    uint16_t port;       /* default 6379 */
-    char path[256];      /* unix socket path, "" for TCP */
-    unsigned db;         /* SELECT db (0 = none) */
-    char user[128];      /* AUTH user (Redis 6 ACL), may be "" */
-    char password[256];  /* AUTH password, "" for none */
+    char host[256];     /* "" for a unix socket */
+    uint16_t port;      /* default 6379 */
+    char path[256];     /* unix socket path, "" for TCP */
+    unsigned db;        /* SELECT db (0 = none) */
+    char user[128];     /* AUTH user (Redis 6 ACL), may be "" */
+    char password[256]; /* AUTH password, "" for none */
 } gw_store_addr_t;
 
 /* Parses a store URL. 0 on success; -1 with a reason in ERR (never containing the password). */

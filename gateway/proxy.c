@@ -58,7 +58,7 @@ static size_t choose_target(gw_proxy_t *p, gw_target_t *avoid)
 {
     const gw_route_rt_t *rt = route_rt(p);
     gw_thread_t *thread = p->greq->thread;
-    size_t n = rt->num_targets, start = thread->rr[p->greq->route->index % 1024]++ % n;
+    size_t n = rt->num_targets, start = (thread->rr[p->greq->route->index % 1024]++ + thread->id) % n;
     uint64_t now = h2o_now(thread->loop);
     for (size_t i = 0; i != n; ++i) {
         size_t j = (start + i) % n;

@@ -151,6 +151,8 @@ void gw_problem_send(gw_req_t *greq, int status, const char *slug, const char *t
 /* Same, for a request the pipeline has not set up (no gw_req_t); REQUEST_ID may be NULL. */
 void gw_problem_send_raw(h2o_req_t *req, const char *request_id, int status, const char *slug, const char *title,
                          const char *detail);
+/* Turns h2o's own text/plain error answers (sent before the pipeline runs) into problem+json. */
+void gw_problem_register_rewriter(h2o_pathconf_t *pathconf);
 /* Appends S to BUF as the inside of a JSON string (escaping quotes, backslashes, control bytes). */
 size_t gw_json_escape(char *buf, size_t bufsz, const char *s, size_t len);
 

@@ -82,3 +82,72 @@ void gw_problem_send(gw_req_t *greq, int status, const char *slug, const char *t
     }
     gw_problem_send_raw(greq->req, greq->request_id, status, slug, title, detail);
 }
+
+/* ---- h2o's own error answers ---------------------------------------------------------------------------
+ * h2o answers some malformed requests before any handler runs (HTTP/1.1 parse errors: 400; a declared
+ * body over its hard cap: 413; unknown Expect: 417), as text/plain. This filter, on the host's fallback
+ * path, turns those into the same problem+json the pipeline writes, so every error the gateway itself
+ * produces has one shape. It only touches text/plain 4xx/5xx answers, never a proxied response. */
+
+typedef struct {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+} rewrite_ostream_t;
+
+static void rewrite_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+{
+    rewrite_ostream_t *self = (void *)_self;
+    if (!h2o_send_state_is_in_progress(state)) {
+        h2o_ostream_send_next(&self->super, req, &self->body, 1, state);
+    } else {
+        h2o_ostream_send_next(&self->super, req, NULL, 0, state); /* drop h2o's text; ours goes with the final call */
+    }
+}
+
+static const char *slug_of(int status)
+{
+    switch (status) {
+    case 400:
+        return "bad-request";
+    case 404:
+        return "not-found";
+    case 405:
+        return "method-not-allowed";
+    case 413:
+        return "too-large";
+    case 431:
+        return "headers-too-large";
+    case 503:
+        return "unavailable";
+    default:
+        return status >= 500 ? "bad-gateway" : "bad-request";
+    }
+}
+
+static void rewrite_on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (req->res.status >= 400 && ct != -1 &&
+        h2o_memis(req->res.headers.entries[ct].value.base, 10, H2O_STRLIT("text/plain"))) {
+        int status = req->res.status;
+        char body[512];
+        int len = snprintf(body, sizeof(body),
+                           "{\"type\":\"https://hegate.dev/problems/%s\",\"title\":\"%s\",\"status\":%d,\"detail\":\"%s\","
+                           "\"request_id\":null}",
+                           slug_of(status), status == 413 ? "Content Too Large" : "Bad Request", status,
+                           status == 413 ? "the request body exceeds the gateway's limit" : "the request is malformed");
+        req->res.headers.entries[ct].value = h2o_iovec_init(H2O_STRLIT("application/problem+json"));
+        req->res.content_length = (size_t)len;
+        rewrite_ostream_t *os = (void *)h2o_add_ostream(req, sizeof(*os), slot);
+        os->super.do_send = rewrite_do_send;
+        os->body = h2o_strdup(&req->pool, body, (size_t)len);
+        slot = &os->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+void gw_problem_register_rewriter(h2o_pathconf_t *pathconf)
+{
+    h2o_filter_t *f = h2o_create_filter(pathconf, sizeof(*f));
+    f->on_setup_ostream = rewrite_on_setup_ostream;
+}

@@ -523,12 +523,14 @@ int gw_server_run(const char *conf_path)
     }
     h2o_config_init(&server.globalconf);
     server.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("hegate"));
-    /* h2o rejects bodies beyond this itself (HTTP/1: 413 text, HTTP/2: stream reset); up to it the
-     * pipeline answers 413 problem+json for anything over limits.body_bytes */
+    /* h2o refuses bodies beyond this cap itself, unread (HTTP/1.1: a 413 that problem.c's filter
+     * rewrites to problem+json; HTTP/2: REFUSED_STREAM); up to it the pipeline answers 413 problem+json
+     * for anything over limits.body_bytes */
     server.globalconf.max_request_entity_size = conf->limits.body_bytes * 2 + 65536;
     server.globalconf.http2.graceful_shutdown_timeout = conf->shutdown_timeout_ms;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&server.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     gw_pipeline_register(h2o_config_register_path(hostconf, "/", 0));
+    gw_problem_register_rewriter(&hostconf->fallback_path);
 
     if (setup_listeners(conf) != 0 || start_admin(conf) != 0)
         return 1;

@@ -344,6 +344,19 @@ static int walk_mapping(ctx_t *c, yaml_node_t *node, const char *what, const cha
     return 0;
 }
 
+/* whether mapping NODE has KEY at all (a key given with a bad value is reported once, not as missing) */
+static int mapping_has(ctx_t *c, yaml_node_t *node, const char *key)
+{
+    if (node->type != YAML_MAPPING_NODE)
+        return 0;
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; ++p) {
+        yaml_node_t *k = node_at(c, p->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int is_key(const char *key, const char *name)
 {
     return strcmp(key, name) == 0;
@@ -405,7 +418,7 @@ static void parse_listen(ctx_t *c, yaml_node_t *node)
         walk_mapping(c, item, "listen", listen_keys, on_listen_key, l);
         if (l->host == NULL)
             l->host = strdup("0.0.0.0");
-        if (item->type == YAML_MAPPING_NODE && l->port == 0)
+        if (item->type == YAML_MAPPING_NODE && !mapping_has(c, item, "port"))
             ERR(item, "listen: port is required");
         for (gw_listen_conf_t *o = c->conf->listen; o != l; ++o)
             if (o->port == l->port && l->port != 0 && strcmp(o->host, l->host) == 0)
@@ -832,11 +845,11 @@ static void parse_routes(ctx_t *c, yaml_node_t *node)
             ERR(item, "route%s%s: scopes is required (write scopes: [] for a public route)", r->name ? " " : "",
                 r->name ? r->name : "");
         r->line = line_of(item);
-        if (r->name == NULL)
+        if (!mapping_has(c, item, "name"))
             ERR(item, "route: name is required");
-        if (r->prefix == NULL)
+        if (!mapping_has(c, item, "prefix"))
             ERR(item, "route%s%s: prefix is required", r->name ? " " : "", r->name ? r->name : "");
-        if (r->num_upstreams == 0 && r->upstreams == NULL)
+        if (!mapping_has(c, item, "upstreams"))
             ERR(item, "route%s%s: upstreams are required", r->name ? " " : "", r->name ? r->name : "");
         for (gw_route_conf_t *o = c->conf->routes; o != r; ++o) {
             if (r->name != NULL && o->name != NULL && strcmp(o->name, r->name) == 0)

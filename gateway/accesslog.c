@@ -105,8 +105,11 @@ void gw_accesslog_write(gw_req_t *greq, int status, size_t bytes, uint64_t durat
 
 void gw_accesslog_flush_thread(void)
 {
-    if (tlog != NULL && log_fd != -1) {
+    if (tlog == NULL)
+        return;
+    if (log_fd != -1)
         flush(tlog);
-        h2o_timeout_unlink(&tlog->flush_entry);
-    }
+    h2o_timeout_unlink(&tlog->flush_entry);
+    free(tlog);
+    tlog = NULL;
 }

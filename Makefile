@@ -63,7 +63,10 @@ fuzz:
 	    -o build-fuzz/$$n $$f $(LIB_SRC) $(LDLIBS); \
 	  mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \
-	  ./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build-fuzz/corpus-$$n $$( [ -d tests/fuzz/seeds/$$n ] && echo tests/fuzz/seeds/$$n ) 2>&1 | tail -3; \
+	  if ./build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/ build-fuzz/corpus-$$n \
+	       $$( [ -d tests/fuzz/seeds/$$n ] && echo tests/fuzz/seeds/$$n ) > build-fuzz/$$n.log 2>&1; then \
+	    tail -1 build-fuzz/$$n.log; \
+	  else tail -60 build-fuzz/$$n.log; echo "fuzz $$n: FOUND A FAILURE (input saved under build-fuzz/)"; exit 1; fi; \
 	done
 
 test: deps all

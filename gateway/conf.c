@@ -633,6 +633,7 @@ static void parse_clients(ctx_t *c, yaml_node_t *node)
             if (o->id != NULL && strcmp(o->id, cl->id) == 0)
                 ERR(item, "client '%s' is defined twice", cl->id);
         if (cl->grants.n == 0) {
+            strlist_free(&cl->grants);
             cl->grants.v = calloc(3, sizeof(char *));
             cl->grants.v[cl->grants.n++] = strdup("authorization_code");
             cl->grants.v[cl->grants.n++] = strdup("refresh_token");

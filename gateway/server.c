@@ -301,8 +301,10 @@ typedef struct {
 static void stop_listening(gw_thread_t *thread)
 {
     for (size_t i = 0; i != thread->num_listeners; ++i) {
+        h2o_accept_ctx_t *actx = thread->listeners[i]->data;
         h2o_socket_read_stop(thread->listeners[i]);
         h2o_socket_close(thread->listeners[i]);
+        free(actx);
     }
     thread->num_listeners = 0;
 }

@@ -51,7 +51,7 @@ integration: $(BUILD)/hegate
 
 # asan: the whole suite again, built with AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
-	LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0 \
+	LSAN_OPTIONS=suppressions=$(abspath tests/integration/lsan.supp):print_suppressions=0 \
 	$(MAKE) BUILD=build-asan CC=clang-14 OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" unit integration
 

@@ -4,6 +4,7 @@
  * Registered by server.c on the admin thread's own h2o configuration, never on the public
  * listeners. Read-only: it looks at counters and readiness, and changes nothing.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "gateway/gateway.h"
@@ -27,13 +28,11 @@ static int on_healthz(h2o_handler_t *self, h2o_req_t *req)
 
 static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
 {
-    int store = gw_server_store_up();
-    if (gw_ready && store)
-        send_text(req, 200, "application/json", H2O_STRLIT("{\"status\":\"ready\",\"store\":\"up\"}\n"));
-    else if (gw_ready)
-        send_text(req, 503, "application/json", H2O_STRLIT("{\"status\":\"not ready\",\"store\":\"down\"}\n"));
-    else
-        send_text(req, 503, "application/json", H2O_STRLIT("{\"status\":\"not ready\"}\n"));
+    int keys = gw_server_keys_loaded(), store = gw_server_store_up();
+    char body[128];
+    int len = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"keys\":\"%s\",\"store\":\"%s\"}\n",
+                       gw_ready && keys && store ? "ready" : "not ready", keys ? "loaded" : "missing", store ? "up" : "down");
+    send_text(req, gw_ready && keys && store ? 200 : 503, "application/json", h2o_strdup(&req->pool, body, len).base, len);
     return 0;
 }
 

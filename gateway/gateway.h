@@ -24,6 +24,7 @@
 #include "routes/routes.h"
 #include "gateway/store.h"
 #include "gateway/ratelimit.h"
+#include "auth/auth.h"
 
 #define GW_MAX_THREADS 64
 #define GW_REQUEST_ID_MAX 64
@@ -61,6 +62,9 @@ typedef struct {
     gw_conf_t *conf;
     route_table_t *routes;
     gw_route_rt_t *rt;
+    auth_keyset_t *token_keys;   /* keys.dir/token/, NULL when the folder does not exist */
+    auth_keyset_t **issuer_keys; /* one per trusted issuer */
+    auth_verifier_t *verifier;   /* NULL when no issuer has keys: every protected route answers 401 */
 } gw_gen_t;
 
 gw_gen_t *gw_gen_build(gw_conf_t *conf, gw_errors_t *errs); /* takes ownership of CONF on success */
@@ -86,6 +90,7 @@ struct st_gw_thread_t {
     gw_metrics_t *metrics;
     gw_store_t *store;          /* NULL if the store config is unusable (then on_store_down applies) */
     gw_ratelimit_ctx_t *ratelimit;
+    auth_tokcache_t *tokcache; /* verified bearer tokens (revocation is still checked every time) */
     gw_timeout_t *timeouts[64];
     size_t num_timeouts;
     unsigned rr[1024]; /* round-robin cursor per route index */
@@ -99,6 +104,8 @@ gw_timeout_t *gw_thread_timeout(gw_thread_t *thread, uint64_t ms);
 /* THREAD's keep-alive pool for TARGET */
 h2o_socketpool_t *gw_thread_pool(gw_thread_t *thread, gw_target_t *target);
 
+/* 1 when the running configuration has token keys (any thread) */
+int gw_server_keys_loaded(void);
 /* 1 when every thread's store connection is up (any thread) */
 int gw_server_store_up(void);
 /* Runs the gateway until SIGTERM/SIGINT. Returns the process exit code. */

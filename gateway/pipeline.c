@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "gateway/gateway.h"
 
 static void make_request_id(gw_req_t *greq)
@@ -141,6 +142,98 @@ static void stage_ratelimit(gw_req_t *greq)
         on_ratelimit_verdict(greq, &greq->rl_verdict);
 }
 
+/* ---- stage: authentication and scopes (SPEC §3, §6) ------------------------------------------------------ */
+
+/* The local revocation view. Sign-out and session revocation (and the pub/sub that spreads them
+ * to every node) come with the sign-in service; until then nothing is revoked. */
+static int revoked_cb(void *data, const char *sid, const char *jti)
+{
+    return 0;
+}
+
+static void send_unauthorized(gw_req_t *greq, const char *www_authenticate, const char *detail)
+{
+    h2o_req_t *req = greq->req;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, www_authenticate, strlen(www_authenticate));
+    gw_problem_send(greq, 401, "unauthorized", "Unauthorized", detail);
+}
+
+/* whether the space-separated SCOPE list holds any of the route's scopes */
+static int scope_allows(const char *scope, const gw_strlist_t *need)
+{
+    for (size_t i = 0; i != need->n; ++i) {
+        size_t nlen = strlen(need->v[i]);
+        for (const char *p = scope; *p != '\0';) {
+            size_t len = strcspn(p, " ");
+            if (len == nlen && memcmp(p, need->v[i], len) == 0)
+                return 1;
+            p += len;
+            while (*p == ' ')
+                ++p;
+        }
+    }
+    return 0;
+}
+
+static void add_identity_header(h2o_req_t *req, const char *name, const char *value)
+{
+    size_t len = strlen(value);
+    h2o_add_header_by_str(&req->pool, &req->headers, name, strlen(name), 0, NULL, h2o_strdup(&req->pool, value, len).base, len);
+}
+
+/* 0: authenticated (or a public route); -1: answered */
+static int stage_authenticate(gw_req_t *greq)
+{
+    h2o_req_t *req = greq->req;
+    const gw_route_conf_t *rc = greq->route->conf;
+    if (rc->scopes.n == 0)
+        return 0;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i == -1) {
+        send_unauthorized(greq, "Bearer realm=\"hegate\"", "this route needs a bearer token");
+        return -1;
+    }
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len < 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")) || greq->gen->verifier == NULL) {
+        send_unauthorized(greq, "Bearer realm=\"hegate\", error=\"invalid_token\"", "the bearer token is missing or invalid");
+        return -1;
+    }
+    const char *token = v.base + 7;
+    size_t len = v.len - 7;
+    auth_claims_t *claims = h2o_mem_alloc_pool(&req->pool, sizeof(*claims));
+    auth_reason_t r = auth_verify_bearer(greq->gen->verifier, greq->thread->tokcache, token, len, (int64_t)time(NULL), revoked_cb,
+                                         NULL, claims);
+    if (r == AUTH_UNAVAILABLE) {
+        gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "token revocation cannot be checked right now");
+        return -1;
+    }
+    if (r != AUTH_OK) {
+        /* the reason is for the operator's metrics, not for the client: never echo token contents */
+        send_unauthorized(greq, "Bearer realm=\"hegate\", error=\"invalid_token\"", "the bearer token is missing or invalid");
+        return -1;
+    }
+    if (!scope_allows(claims->scope, &rc->scopes)) {
+        char www[512];
+        int n = snprintf(www, sizeof(www), "Bearer realm=\"hegate\", error=\"insufficient_scope\", scope=\"");
+        for (size_t s = 0; s != rc->scopes.n && n < (int)sizeof(www) - 2; ++s)
+            n += snprintf(www + n, sizeof(www) - n, "%s%s", s != 0 ? " " : "", rc->scopes.v[s]);
+        if (n < (int)sizeof(www) - 1)
+            snprintf(www + n, sizeof(www) - n, "\"");
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, h2o_strdup(&req->pool, www, strlen(www)).base,
+                       strlen(www));
+        gw_problem_send(greq, 403, "forbidden", "Forbidden", "the token does not carry a scope this route needs");
+        return -1;
+    }
+    greq->sub = claims->sub;
+    greq->client_id = claims->client_id;
+    add_identity_header(req, "x-hegate-sub", claims->sub);
+    add_identity_header(req, "x-hegate-client", claims->client_id);
+    add_identity_header(req, "x-hegate-scope", claims->scope);
+    if (claims->sid[0] != '\0')
+        add_identity_header(req, "x-hegate-sid", claims->sid);
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     gw_thread_t *thread = H2O_STRUCT_FROM_MEMBER(gw_thread_t, ctx, req->conn->ctx);
@@ -184,7 +277,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
-    /* 5. authentication and scopes arrive with issue 5; public routes go straight on */
+    /* 5. authentication and scopes (public routes go straight on) */
+    if (stage_authenticate(greq) != 0)
+        return 0;
 
     /* 6. rate limits, then 7. forward */
     stage_ratelimit(greq);

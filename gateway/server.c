@@ -108,8 +108,72 @@ Exit:
 
 /* ---- generations ------------------------------------------------------------------------------------- */
 
+static void gen_free_auth(gw_gen_t *gen, size_t num_issuers)
+{
+    auth_verifier_free(gen->verifier);
+    auth_keyset_free(gen->token_keys);
+    if (gen->issuer_keys != NULL)
+        for (size_t i = 0; i != num_issuers; ++i)
+            auth_keyset_free(gen->issuer_keys[i]);
+    free(gen->issuer_keys);
+}
+
+static void add_gen_error(gw_errors_t *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_gen_error(gw_errors_t *errs, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char **nv = realloc(errs->v, (errs->n + 1) * sizeof(*errs->v));
+    if (nv != NULL) {
+        errs->v = nv;
+        if ((errs->v[errs->n] = strdup(msg)) != NULL)
+            errs->n++;
+    }
+}
+
+/* keys and the token verifier of a generation: our own token keys (if keys.dir/token exists) and
+ * every trusted issuer's JWKS. A key file or JWKS that is there but wrong refuses the config. */
+static int gen_build_auth(gw_gen_t *gen, gw_errors_t *errs)
+{
+    const gw_conf_t *conf = gen->conf;
+    char err[512], dir[4096];
+    int64_t now = (int64_t)time(NULL);
+    snprintf(dir, sizeof(dir), "%s/token", conf->keys_dir);
+    if (access(dir, F_OK) == 0 &&
+        (gen->token_keys = auth_keyset_load(conf->keys_dir, AUTH_KEY_TOKEN, now, (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY,
+                                            err, sizeof(err))) == NULL) {
+        add_gen_error(errs, "%s:0: keys.dir %s: %s", conf->path, conf->keys_dir, err);
+        return -1;
+    }
+    gen->issuer_keys = calloc(conf->num_trusted_issuers + 1, sizeof(*gen->issuer_keys));
+    auth_issuer_t *issuers = calloc(conf->num_trusted_issuers + 1, sizeof(*issuers));
+    size_t n = 0;
+    if (gen->token_keys != NULL)
+        issuers[n++] = (auth_issuer_t){conf->issuer, conf->tokens.audience, gen->token_keys};
+    for (size_t i = 0; i != conf->num_trusted_issuers; ++i) {
+        const gw_trusted_issuer_conf_t *ti = &conf->trusted_issuers[i];
+        if ((gen->issuer_keys[i] = auth_keyset_load_jwks(ti->jwks, err, sizeof(err))) == NULL) {
+            add_gen_error(errs, "%s:%d: trusted issuer %s: %s", conf->path, ti->line, ti->issuer, err);
+            free(issuers);
+            return -1;
+        }
+        issuers[n++] = (auth_issuer_t){ti->issuer, ti->audience, gen->issuer_keys[i]};
+    }
+    if (n != 0 && (gen->verifier = auth_verifier_new(issuers, n, conf->limits.token_bytes, err, sizeof(err))) == NULL) {
+        add_gen_error(errs, "%s:0: token verifier: %s", conf->path, err);
+        free(issuers);
+        return -1;
+    }
+    free(issuers);
+    return 0;
+}
+
 static void gen_free(gw_gen_t *gen)
 {
+    gen_free_auth(gen, gen->conf->num_trusted_issuers);
     if (gen->rt != NULL) {
         for (size_t i = 0; i != gen->conf->num_routes; ++i) {
             free(gen->rt[i].targets);
@@ -160,8 +224,11 @@ gw_gen_t *gw_gen_build(gw_conf_t *conf, gw_errors_t *errs)
                     rt->policy_slots[rt->num_policies++] = gw_metrics_label_slot(GW_MF_RATELIMITED, conf->rate_limits[k].name);
                 }
     }
+    if (gen_build_auth(gen, errs) != 0)
+        goto Error;
     return gen;
 Error:
+    gen_free_auth(gen, conf->num_trusted_issuers);
     gen->conf = NULL; /* ownership stays with the caller on failure */
     if (gen->rt != NULL) {
         for (size_t i = 0; i != conf->num_routes; ++i) {
@@ -234,6 +301,7 @@ static struct {
     pthread_t *tids;
     int admin_fd;
     pthread_t admin_tid;
+    int keys_loaded; /* the newest generation has token keys (read by the admin thread) */
 } server;
 
 static int open_listener(const char *host, uint16_t port, int reuseport)
@@ -350,8 +418,14 @@ static void thread_init_store(gw_thread_t *thread)
     char err[256];
     if ((thread->store = gw_store_create(thread->loop, &sc, err, sizeof(err))) == NULL && thread->id == 0)
         gw_log("error", "store: %s (on_store_down applies)", err);
+    thread->tokcache = auth_tokcache_new(0);
     thread->ratelimit = gw_ratelimit_ctx_create(thread->loop, thread->store, conf->on_store_down, conf->nodes, server.num_threads);
     gw_metrics_set_store(thread->metrics, thread->store);
+}
+
+int gw_server_keys_loaded(void)
+{
+    return __atomic_load_n(&server.keys_loaded, __ATOMIC_RELAXED);
 }
 
 int gw_server_store_up(void)
@@ -479,6 +553,7 @@ static void reload(void)
     }
     gw_gen_release(server.gen);
     server.gen = gen;
+    __atomic_store_n(&server.keys_loaded, gen->token_keys != NULL, __ATOMIC_RELAXED);
     gw_log("info", "reloaded %s: %zu routes, %zu clients", server.conf_path, conf->num_routes, conf->num_clients);
 }
 
@@ -510,6 +585,10 @@ int gw_server_run(const char *conf_path)
         return 1;
     }
     server.conf_path = conf_path;
+    server.keys_loaded = server.gen->token_keys != NULL;
+    if (!server.keys_loaded)
+        gw_log("warn", "no token keys under %s/token: protected routes answer 401 and /readyz 503 (hegate keys generate)",
+               conf->keys_dir);
 
     signal(SIGPIPE, SIG_IGN);
     sigset_t sigs;

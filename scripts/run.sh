@@ -72,7 +72,7 @@ if [ -z "$(find var/keys -name '*.pem' -print -quit 2>/dev/null)" ]; then
   if "$HEGATE" keys generate --dir var/keys; then
     say "generated dev keys in var/keys"
   else
-    warn "'hegate keys generate' failed (not implemented yet?): going on without keys (/readyz will say 503)"
+    warn "'hegate keys generate' failed (not implemented yet?): going on without keys"
   fi
 fi
 

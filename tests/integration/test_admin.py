@@ -27,8 +27,19 @@ def gw(gateway, backend):
 def test_healthz_and_readyz(gw):
     r = admin_get(gw, "/healthz")
     assert r.status_code == 200
-    r = admin_get(gw, "/readyz")
-    assert r.status_code in (200, 503), r.status_code  # 200 only with keys loaded and the store up
+    r = admin_get(gw, "/readyz")  # the fixture gives keys (hegate keys generate) and a live redis-server
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ready", "keys": "loaded", "store": "up"}
+
+
+def test_readyz_needs_keys(gateway, backend, tmp_path):
+    """SPEC §8: /readyz is 200 only when keys are loaded (and the store answers)."""
+    b = backend("query-1")
+    g = gateway([route("query", "/api/v1/query", [b.url])], extra={"keys": {"dir": str(tmp_path / "no-keys")}})
+    r = admin_get(g, "/readyz")
+    assert r.status_code == 503, r.text
+    assert r.json()["keys"] == "missing"
+    assert admin_get(g, "/healthz").status_code == 200  # serving, just not ready
 
 
 def test_admin_only_on_loopback(gw):

@@ -136,6 +136,12 @@ void gw_req_add_common_headers(gw_req_t *greq);
 
 void gw_pipeline_register(h2o_pathconf_t *pathconf);
 
+/* ---- the gateway's own endpoints (answered before route matching) ---------------------------------------- */
+
+/* auth/wellknown.c: /.well-known/openid-configuration, /.well-known/oauth-authorization-server,
+ * /.well-known/jwks.json. Returns 0 when it answered, -1 when the path is not one of its own. */
+int auth_wellknown_handle(gw_req_t *greq);
+
 /* ---- hygiene.c ------------------------------------------------------------------------------- */
 
 /* Removes every x-hegate-*, x-forwarded-*, forwarded and x-real-ip header. */

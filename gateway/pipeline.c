@@ -258,7 +258,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
-    /* 3. route and method */
+    /* 3. the gateway's own endpoints, then the route table */
+    if (req->path_normalized.len > 12 && memcmp(req->path_normalized.base, "/.well-known/", 13) == 0 &&
+        auth_wellknown_handle(greq) == 0)
+        return 0;
+    /* route and method */
     if ((greq->route = route_match(greq->gen->routes, req->path_normalized.base, req->path_normalized.len)) == NULL) {
         gw_problem_send(greq, 404, "not-found", "Not Found", "no route matches the request path");
         return 0;

@@ -1,0 +1,130 @@
+/*
+ * auth/wellknown.c — the discovery endpoints of the identity service (SPEC §6):
+ *   GET /.well-known/openid-configuration  (and /.well-known/oauth-authorization-server, RFC 8414)
+ *   GET /.well-known/jwks.json             every token key that still verifies, as JWKs
+ *
+ * Called by the pipeline (gateway/pipeline.c) for paths under /.well-known/. Read-only: builds
+ * documents from the request's configuration generation; never touches the store.
+ */
+#include <string.h>
+#include <time.h>
+#include <jansson.h>
+#include "gateway/gateway.h"
+
+static void send_json(gw_req_t *greq, const char *text, size_t len, const char *cache_control)
+{
+    h2o_req_t *req = greq->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, cache_control, strlen(cache_control));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-origin"), 0, NULL, H2O_STRLIT("*"));
+    gw_req_add_common_headers(greq);
+    h2o_send_inline(req, h2o_strdup(&req->pool, text, len).base, len);
+}
+
+static json_t *endpoint(const gw_conf_t *conf, const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s%s", conf->issuer, path);
+    return json_string(buf);
+}
+
+static json_t *string_array(const char *const *v)
+{
+    json_t *a = json_array();
+    for (; *v != NULL; ++v)
+        json_array_append_new(a, json_string(*v));
+    return a;
+}
+
+/* the union of every client's scopes, in first-seen order */
+static json_t *scopes_supported(const gw_conf_t *conf)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i != conf->num_clients; ++i)
+        for (size_t j = 0; j != conf->clients[i].scopes.n; ++j) {
+            const char *s = conf->clients[i].scopes.v[j];
+            size_t k, n = json_array_size(a);
+            for (k = 0; k != n; ++k)
+                if (strcmp(json_string_value(json_array_get(a, k)), s) == 0)
+                    break;
+            if (k == n)
+                json_array_append_new(a, json_string(s));
+        }
+    return a;
+}
+
+static void send_discovery(gw_req_t *greq)
+{
+    const gw_conf_t *conf = greq->gen->conf;
+    static const char *const response_types[] = {"code", NULL};
+    static const char *const grants[] = {"authorization_code", "refresh_token", "client_credentials", NULL};
+    static const char *const pkce[] = {"S256", NULL};
+    static const char *const auth_methods[] = {"none", "client_secret_basic", NULL};
+    static const char *const confidential_methods[] = {"client_secret_basic", NULL};
+    static const char *const algs[] = {"ES256", NULL};
+    static const char *const subjects[] = {"public", NULL};
+    static const char *const response_modes[] = {"query", NULL};
+    json_t *doc = json_object();
+    json_object_set_new(doc, "issuer", json_string(conf->issuer));
+    json_object_set_new(doc, "authorization_endpoint", endpoint(conf, "/oauth2/authorize"));
+    json_object_set_new(doc, "token_endpoint", endpoint(conf, "/oauth2/token"));
+    json_object_set_new(doc, "revocation_endpoint", endpoint(conf, "/oauth2/revoke"));
+    json_object_set_new(doc, "introspection_endpoint", endpoint(conf, "/oauth2/introspect"));
+    json_object_set_new(doc, "userinfo_endpoint", endpoint(conf, "/oauth2/userinfo"));
+    json_object_set_new(doc, "end_session_endpoint", endpoint(conf, "/oauth2/logout"));
+    json_object_set_new(doc, "jwks_uri", endpoint(conf, "/.well-known/jwks.json"));
+    json_object_set_new(doc, "response_types_supported", string_array(response_types));
+    json_object_set_new(doc, "response_modes_supported", string_array(response_modes));
+    json_object_set_new(doc, "grant_types_supported", string_array(grants));
+    json_object_set_new(doc, "code_challenge_methods_supported", string_array(pkce));
+    json_object_set_new(doc, "token_endpoint_auth_methods_supported", string_array(auth_methods));
+    json_object_set_new(doc, "revocation_endpoint_auth_methods_supported", string_array(auth_methods));
+    json_object_set_new(doc, "introspection_endpoint_auth_methods_supported", string_array(confidential_methods));
+    json_object_set_new(doc, "id_token_signing_alg_values_supported", string_array(algs));
+    json_object_set_new(doc, "subject_types_supported", string_array(subjects));
+    json_object_set_new(doc, "scopes_supported", scopes_supported(conf));
+    json_object_set_new(doc, "authorization_response_iss_parameter_supported", json_true());
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text == NULL) {
+        gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "the discovery document cannot be built");
+        return;
+    }
+    send_json(greq, text, strlen(text), "public, max-age=300");
+    free(text);
+}
+
+static void send_jwks(gw_req_t *greq)
+{
+    char *text = greq->gen->token_keys != NULL ? auth_keyset_jwks(greq->gen->token_keys, (int64_t)time(NULL)) : NULL;
+    if (text == NULL) {
+        send_json(greq, H2O_STRLIT("{\"keys\":[]}"), "no-store"); /* no keys yet: nothing verifies, say so honestly */
+        return;
+    }
+    send_json(greq, text, strlen(text), "public, max-age=300");
+    free(text);
+}
+
+int auth_wellknown_handle(gw_req_t *greq)
+{
+    h2o_req_t *req = greq->req;
+    h2o_iovec_t path = req->path_normalized;
+    int is_doc = h2o_memis(path.base, path.len, H2O_STRLIT("/.well-known/openid-configuration")) ||
+                 h2o_memis(path.base, path.len, H2O_STRLIT("/.well-known/oauth-authorization-server"));
+    int is_jwks = h2o_memis(path.base, path.len, H2O_STRLIT("/.well-known/jwks.json"));
+    if (!is_doc && !is_jwks)
+        return -1;
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+        gw_problem_send(greq, 405, "method-not-allowed", "Method Not Allowed", "this endpoint answers GET only");
+        return 0;
+    }
+    if (is_doc)
+        send_discovery(greq);
+    else
+        send_jwks(greq);
+    return 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * auth/internal.h — what the files of auth/'s token layer share and nobody else should use:
+ * the layout of a key and of a key set, the raw ES256 primitives, and the verifier's insides
+ * that the token cache needs. Include auth/auth.h for the public contract.
+ */
+#ifndef hegate_auth_internal_h
+#define hegate_auth_internal_h
+
+#include <openssl/evp.h>
+#include "auth/auth.h"
+
+typedef enum { AUTH_ALG_ES256 = 1 } auth_alg_t;
+
+struct auth_key {
+    EVP_PKEY *pkey;
+    int has_private;
+    auth_alg_t alg; /* the one algorithm this key is pinned to */
+    uint8_t x[32], y[32];
+    uint8_t spki_sha256[32];
+    char kid[AUTH_KID_MAX + 1];
+    size_t kid_len;
+    int64_t created, retire_at;
+    /* base64url of {"alg":"ES256","typ":"at+jwt","kid":"..."}: the fixed first part of our tokens */
+    char *hdr_b64;
+    size_t hdr_b64_len;
+};
+
+struct auth_keyset {
+    auth_key_t **keys; /* newest first */
+    size_t n, cap;
+};
+
+struct auth_verifier {
+    uint64_t generation; /* unique per verifier ever built: a token cache forgets other generations */
+    size_t max_token_bytes;
+    size_t num_issuers;
+    struct auth_verifier_issuer {
+        char *issuer, *audience;
+        const auth_keyset_t *keys;
+    } *issuers;
+};
+
+/* keys.c: sets KEY's x, y, SPKI hash, kid (computed unless KEEP_KID and one is set) and signing
+ * header from key->pkey, after checking that it is a P-256 key. 0 or -1 (reason in ERR). */
+int auth_key_finish(auth_key_t *key, int keep_kid, char *err, size_t errsz);
+
+/* jwt.c: ECDSA P-256 / SHA-256 with raw r‖s. Signing normalises S to the low half. */
+int auth_es256_sign(const auth_key_t *key, const void *msg, size_t len, uint8_t sig[AUTH_ES256_SIG_LEN]);
+int auth_es256_verify(const auth_key_t *key, const void *msg, size_t len, const uint8_t sig[AUTH_ES256_SIG_LEN]);
+
+/* jwt.c: a compact JWS over HDR_B64 (already base64url) and the raw PAYLOAD bytes, signed with KEY.
+ * malloc'd NUL-terminated text or NULL. The fuzz target uses it to reach the claim checks. */
+char *auth_jws_sign_raw(const auth_key_t *key, const char *hdr_b64, size_t hdr_len, const void *payload, size_t len);
+
+/* b64.c: 1 if TEXT nests objects/arrays at most MAX_DEPTH deep (strings skipped), else 0. */
+int auth_json_depth_ok(const char *text, size_t len, unsigned max_depth);
+
+#endif

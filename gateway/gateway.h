@@ -178,6 +178,8 @@ unsigned gw_metrics_label_slot(int family, const char *value);
 void gw_metrics_count(gw_metrics_t *m, int family, unsigned slot);
 /* the store whose error count this thread's metrics report (hegate_store_errors_total) */
 void gw_metrics_set_store(gw_metrics_t *m, const gw_store_t *store);
+/* the rate limiter whose store-less answers count as store errors too */
+void gw_metrics_set_ratelimit(gw_metrics_t *m, const gw_ratelimit_ctx_t *rl);
 
 enum { GW_UPSTREAM_ERR_CONNECT, GW_UPSTREAM_ERR_TIMEOUT, GW_UPSTREAM_ERR_PROTOCOL, GW_UPSTREAM_ERR_KINDS };
 

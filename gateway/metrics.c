@@ -34,6 +34,7 @@ static unsigned num_labels[GW_MF_COUNT];
 struct st_gw_metrics_t {
     uint64_t labeled[GW_MF_COUNT][LABEL_SLOTS];
     const gw_store_t *store;
+    const gw_ratelimit_ctx_t *ratelimit;
     uint64_t requests[SLOTS][CODES];
     uint64_t buckets[SLOTS][NBUCKETS + 1]; /* last = above the largest bound */
     uint64_t sum_us[SLOTS];
@@ -81,6 +82,11 @@ Exit:
 void gw_metrics_set_store(gw_metrics_t *m, const gw_store_t *store)
 {
     __atomic_store_n(&m->store, store, __ATOMIC_RELEASE);
+}
+
+void gw_metrics_set_ratelimit(gw_metrics_t *m, const gw_ratelimit_ctx_t *rl)
+{
+    __atomic_store_n(&m->ratelimit, rl, __ATOMIC_RELEASE);
 }
 
 gw_metrics_t *gw_metrics_thread_create(void)
@@ -232,6 +238,16 @@ char *gw_metrics_render(size_t *len)
             gw_store_stats_t st;
             gw_store_get_stats(store, &st);
             store_errors += st.errors;
+        }
+        /* checks answered without the store because it was known to be down never reach it as calls,
+         * yet each is a store failure as far as a request is concerned */
+        const gw_ratelimit_ctx_t *rl = __atomic_load_n(&m->ratelimit, __ATOMIC_ACQUIRE);
+        if (rl != NULL) {
+            gw_ratelimit_stats_t rs;
+            gw_ratelimit_get_stats(rl, &rs);
+            uint64_t fallbacks = rs.local_checks + rs.open_checks + rs.closed_checks;
+            /* those after a failed call are already in the store's own count */
+            store_errors += fallbacks > rs.store_failures ? fallbacks - rs.store_failures : 0;
         }
     }
     sb_printf(&sb, "# HELP hegate_store_errors_total Store (Redis) calls that failed: timeouts, connection loss, store down.\n"

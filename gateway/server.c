@@ -421,6 +421,7 @@ static void thread_init_store(gw_thread_t *thread)
     thread->tokcache = auth_tokcache_new(0);
     thread->ratelimit = gw_ratelimit_ctx_create(thread->loop, thread->store, conf->on_store_down, conf->nodes, server.num_threads);
     gw_metrics_set_store(thread->metrics, thread->store);
+    gw_metrics_set_ratelimit(thread->metrics, thread->ratelimit);
 }
 
 int gw_server_keys_loaded(void)

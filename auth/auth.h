@@ -2,9 +2,12 @@
  * auth/auth.h — keys, JWKS and the strict access-token verifier (SPEC §1 `hegate keys`, §6): the
  * contract of the auth/ folder's token layer.
  *
- * This layer is a library: it needs OpenSSL 3 and jansson, never h2o, hiredis or libjwt (libjwt
- * 1.10.2 is not used at all — see ../shared/NOTES.md for why). The gateway calls it; revocation is
- * asked of the caller through a callback. Sections are named after the file that implements them:
+ * The four files below are a library: they need OpenSSL 3 and jansson, never h2o, hiredis or libjwt
+ * (libjwt 1.10.2 is not used at all: it verifies HS256 tokens MAC'd with a public key, ignores exp,
+ * crashes on 2 MB tokens and re-parses the PEM on every call). They never include gateway/ headers;
+ * the gateway calls them, and revocation is asked of the caller through a callback. auth/'s HTTP
+ * endpoints (which do use the gateway) sit on top, in their own files and headers. Sections are
+ * named after the file that implements them:
  *
  *   b64.c       strict base64url (no padding, canonical) and the bounded JSON parser
  *   keys.c      ES256 keys, key sets (a key folder or a JWKS file), JWKS output, `hegate keys ...`
@@ -53,7 +56,7 @@ json_t *auth_json_parse_object(const char *text, size_t len, unsigned max_depth)
  * "<unix-time>-<kid>.pem", the time being the key's creation; files are 0600, folders 0700.
  * Loading refuses a .pem file with another name, a kid that does not match its name, a file that
  * others may read or that the group may write, anything but a P-256 key, and duplicates. Hidden
- * files and files not ending in ".pem" are ignored.
+ * files and files not ending in ".pem" are ignored; symbolic links are followed (secret mounts).
  *
  * Which key does what: the newest (largest time; ties broken by kid) signs. Every other key is
  * "superseded" at the creation time of the next newer key and keeps verifying for GRACE seconds
@@ -91,7 +94,7 @@ const char *auth_key_kid(const auth_key_t *key); /* "" if a JWK had none */
 const uint8_t *auth_key_spki_sha256(const auth_key_t *key);
 void auth_key_public_xy(const auth_key_t *key, uint8_t x[32], uint8_t y[32]);
 int auth_key_has_private(const auth_key_t *key);
-int64_t auth_key_created(const auth_key_t *key);   /* from the file name; 0 for JWK / generated keys */
+int64_t auth_key_created(const auth_key_t *key);   /* from the file name (or auth_keyset_add); else 0 */
 int64_t auth_key_retire_at(const auth_key_t *key); /* verifies while now < this; INT64_MAX = no end */
 /* The cached OpenSSL key (never re-parsed), e.g. for qr/ to sign with a code key. Owned by KEY. */
 struct evp_pkey_st *auth_key_pkey(const auth_key_t *key);
@@ -156,10 +159,10 @@ typedef enum {
 /* "ok", "too_long", "malformed", ... — for metrics and logs (a reason never contains token bytes). */
 const char *auth_reason_name(auth_reason_t r);
 
-#define AUTH_LEEWAY 30              /* seconds, for exp, iat and nbf */
+#define AUTH_LEEWAY 30 /* seconds, for exp, iat and nbf */
 #define AUTH_TOKEN_BYTES_DEFAULT 8192
-#define AUTH_HEADER_MAX 2048        /* decoded header bytes */
-#define AUTH_JSON_DEPTH 16          /* nesting allowed in the claims (8 in the header) */
+#define AUTH_HEADER_MAX 2048 /* decoded header bytes */
+#define AUTH_JSON_DEPTH 16   /* nesting allowed in the claims (8 in the header) */
 
 /* The verified claims, copied into fixed buffers owned by the caller. A claim that does not fit is
  * AUTH_BAD_CLAIM, never truncated; sub, client_id and jti are non-empty; absent optional claims
@@ -175,17 +178,17 @@ typedef struct {
     char acr[64];
     char kid[AUTH_KID_MAX + 1];
     int64_t exp, iat;
-    int64_t nbf;          /* 0 if absent */
-    size_t issuer_index;  /* which of the verifier's issuers (0 = the first given) */
-    int64_t valid_until;  /* the verdict holds while now < valid_until: min(exp + leeway, key retirement) */
+    int64_t nbf;         /* 0 if absent */
+    size_t issuer_index; /* which of the verifier's issuers (0 = the first given) */
+    int64_t valid_until; /* the verdict holds while now < valid_until: min(exp + leeway, key retirement) */
 } auth_claims_t;
 
 /* One issuer whose tokens are accepted: the gateway itself (keys from keys.dir/token) and each
  * trusted_issuers entry (keys from its JWKS). */
 typedef struct {
-    const char *issuer;         /* the exact "iss" */
-    const char *audience;       /* must appear in "aud" */
-    const auth_keyset_t *keys;  /* borrowed: must outlive the verifier */
+    const char *issuer;        /* the exact "iss" */
+    const char *audience;      /* must appear in "aud" */
+    const auth_keyset_t *keys; /* borrowed: must outlive the verifier */
 } auth_issuer_t;
 
 typedef struct auth_verifier auth_verifier_t;
@@ -202,7 +205,8 @@ void auth_verifier_free(auth_verifier_t *v);
  * pinned ES256) verifies the 64-byte raw r‖s signature (high-S accepted, as JOSE allows; see
  * jwt.c); then the claims: iss equals the key's issuer, aud holds its audience, exp > now − 30 s,
  * iat and nbf ≤ now + 30 s, sub, client_id, jti present. OUT is meaningful only on AUTH_OK (it may be
- * partly written otherwise). Never blocks, never allocates more than the token's size + jansson's. */
+ * partly written otherwise). Never blocks. Allocates only the decoded payload and jansson's nodes
+ * (plus, once per thread and key, a verification context kept for the thread's life). */
 auth_reason_t auth_verify_token(const auth_verifier_t *v, const char *token, size_t len, int64_t now, auth_claims_t *out);
 
 /* The revocation question: return 1 if the session SID (NULL when the token has none) or the token
@@ -239,10 +243,11 @@ char *auth_jwt_sign_text(const auth_key_t *key, const char *claims, size_t len);
 /*
  * Verified tokens, keyed by their exact bytes (seeded hash, then a full comparison), for one thread
  * (no locks: the gateway keeps one per event-loop thread). Fixed capacity, CLOCK eviction; an entry
- * dies at its claims' valid_until (exp + leeway, or the key's retirement, whichever is first) and
- * when the cache is used with another verifier than the one that filled it (a reload). Only
- * AUTH_OK verdicts are stored; revocation is never cached. Tokens longer than the verifier's cap
- * never get here. Memory: about capacity × (sizeof(auth_claims_t) + 1 KiB).
+ * dies at its claims' valid_until (exp + leeway, or the key's retirement, whichever is first), and
+ * only answers for the verifier that stored it (after a reload the new verifier starts cold; the
+ * old entries are recycled). Only AUTH_OK verdicts are stored; revocation is never cached. Tokens
+ * longer than the verifier's cap never get here. Memory: about capacity × (sizeof(auth_claims_t)
+ * + the token's length), i.e. ~8 MB for 4096 entries of 600-byte tokens.
  */
 #define AUTH_TOKCACHE_DEFAULT 4096
 
@@ -253,8 +258,7 @@ typedef struct {
 auth_tokcache_t *auth_tokcache_new(size_t capacity); /* 0 = AUTH_TOKCACHE_DEFAULT; NULL on failure */
 void auth_tokcache_free(auth_tokcache_t *c);
 /* 1 and OUT filled if TOKEN holds a verdict of V still good at NOW, else 0. */
-int auth_tokcache_get(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
-                      auth_claims_t *out);
+int auth_tokcache_get(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now, auth_claims_t *out);
 /* Remembers that V accepted TOKEN with CLAIMS (a copy is kept). Silently does nothing when out of memory. */
 void auth_tokcache_put(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
                        const auth_claims_t *claims);

@@ -12,6 +12,7 @@
 static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* 0–63 for an alphabet character, 64 for anything else (including '=' and NUL) */
+/* clang-format off */
 static const uint8_t b64url_value[256] = {
     64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
     64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
@@ -30,6 +31,7 @@ static const uint8_t b64url_value[256] = {
     64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
     64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
 };
+/* clang-format on */
 
 size_t auth_b64url_encode(char *dst, const void *src, size_t len)
 {

@@ -12,6 +12,7 @@
 typedef enum { AUTH_ALG_ES256 = 1 } auth_alg_t;
 
 struct auth_key {
+    uint64_t serial; /* unique per key object ever made: names it in per-thread caches */
     EVP_PKEY *pkey;
     int has_private;
     auth_alg_t alg; /* the one algorithm this key is pinned to */
@@ -37,7 +38,7 @@ struct auth_verifier {
     struct auth_verifier_issuer {
         char *issuer, *audience;
         const auth_keyset_t *keys;
-    } *issuers;
+    } * issuers;
 };
 
 /* keys.c: sets KEY's x, y, SPKI hash, kid (computed unless KEEP_KID and one is set) and signing

@@ -28,7 +28,7 @@
 #include <openssl/x509.h>
 #include "auth/internal.h"
 
-#define KEY_FILE_MAX (64 * 1024)  /* a P-256 PEM is ~250 bytes */
+#define KEY_FILE_MAX (64 * 1024) /* a P-256 PEM is ~250 bytes */
 #define JWKS_FILE_MAX (1024 * 1024)
 
 static const char *const purpose_dir[] = {"token", "code"};
@@ -68,6 +68,8 @@ static auth_key_t *key_new(EVP_PKEY *pkey, int has_private)
         EVP_PKEY_free(pkey);
         return NULL;
     }
+    static uint64_t serials;
+    k->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
     k->pkey = pkey;
     k->has_private = has_private;
     k->alg = AUTH_ALG_ES256;
@@ -505,8 +507,8 @@ char *auth_keyset_jwks(const auth_keyset_t *set, int64_t now)
         char x[AUTH_B64URL_LEN(32) + 1], y[AUTH_B64URL_LEN(32) + 1];
         auth_b64url_encode(x, k->x, 32);
         auth_b64url_encode(y, k->y, 32);
-        json_t *jwk = json_pack("{s:s, s:s, s:s, s:s, s:s#, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", x, "y", y, "kid",
-                                k->kid, (int)k->kid_len, "alg", "ES256", "use", "sig");
+        json_t *jwk = json_pack("{s:s, s:s, s:s, s:s, s:s#, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", x, "y", y, "kid", k->kid,
+                                (int)k->kid_len, "alg", "ES256", "use", "sig");
         if (jwk == NULL || json_array_append_new(keys, jwk) != 0) {
             json_decref(keys);
             keys = NULL;
@@ -641,8 +643,7 @@ static int scan_key_dir(const char *dir, auth_key_t ***out, size_t *count, char 
         }
         k->created = created;
         if (k->kid_len != kid_len || memcmp(k->kid, kid, kid_len) != 0) {
-            set_err(err, errsz, "%s: the key's kid is %s: rename the file %lld-%s.pem", path, k->kid, (long long)created,
-                    k->kid);
+            set_err(err, errsz, "%s: the key's kid is %s: rename the file %lld-%s.pem", path, k->kid, (long long)created, k->kid);
             auth_key_free(k);
             ret = -1;
             break;
@@ -704,8 +705,10 @@ auth_keyset_t *auth_keyset_load(const char *keys_dir, auth_key_purpose_t purpose
         return NULL;
     auth_keyset_t *set = auth_keyset_new();
     int failed = set == NULL;
+    int64_t newer_created = 0; /* creation time of keys[i - 1]: when keys[i] was superseded */
     for (size_t i = 0; i != n; ++i) {
-        int64_t retire_at = i == 0 || grace <= 0 ? INT64_MAX : add_sat(keys[i - 1]->created, grace);
+        int64_t retire_at = i == 0 || grace <= 0 ? INT64_MAX : add_sat(newer_created, grace);
+        newer_created = keys[i]->created;
         if (failed || now >= retire_at) {
             auth_key_free(keys[i]);
             continue;
@@ -985,7 +988,10 @@ int auth_keys_cli_main(int argc, char **argv)
         return 2;
     }
     if (strcmp(cmd, "rotate") == 0) {
-        int p = purpose == NULL ? -1 : strcmp(purpose, "token") == 0 ? AUTH_KEY_TOKEN : strcmp(purpose, "code") == 0 ? AUTH_KEY_CODE : -1;
+        int p = purpose == NULL                 ? -1
+                : strcmp(purpose, "token") == 0 ? AUTH_KEY_TOKEN
+                : strcmp(purpose, "code") == 0  ? AUTH_KEY_CODE
+                                                : -1;
         if (p < 0) {
             fprintf(stderr, "hegate keys rotate: --purpose token|code is required\n%s", keys_usage);
             return 2;

@@ -3,10 +3,12 @@
  * same bearer token on every request pays one ECDSA verification, not one per request.
  *
  * Used by auth_verify_bearer (jwt.c); the gateway keeps one per event-loop thread, so there are
- * no locks. Keyed by the exact token bytes: a seeded 64-bit hash picks a bucket and a full
- * comparison decides. Fixed capacity, CLOCK (second-chance) eviction; entries die at their
- * claims' valid_until and all at once when the verifier changes (reload). Stores only AUTH_OK
- * verdicts — never a revocation answer — and never logs.
+ * no locks. Keyed by the exact token bytes and the verifier that judged them: a seeded 64-bit
+ * hash picks a bucket and a full comparison decides. Fixed capacity, CLOCK (second-chance)
+ * eviction; entries die at their claims' valid_until, and a verdict of an older verifier (before a
+ * reload) never answers for a newer one — it just waits to be recycled, so requests of the old
+ * and the new configuration may interleave on one thread without emptying the cache. Stores only
+ * AUTH_OK verdicts — never a revocation answer — and never logs.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +20,9 @@
 
 struct tc_entry {
     uint64_t hash;
-    int64_t until; /* the entry is good while now < until */
-    char *token;   /* its bytes (buffer kept and reused when the slot is recycled) */
+    uint64_t generation; /* of the verifier that accepted the token */
+    int64_t until;       /* the entry is good while now < until */
+    char *token;         /* its bytes (buffer kept and reused when the slot is recycled) */
     uint32_t len, cap;
     uint32_t next; /* next entry in the same bucket, or NIL */
     uint8_t used, referenced;
@@ -30,7 +33,7 @@ struct auth_tokcache {
     struct tc_entry *entries;
     uint32_t *buckets; /* head entry of each bucket, or NIL */
     size_t capacity, mask, fill, size, hand;
-    uint64_t seed, generation;
+    uint64_t seed;
     auth_tokcache_stats_t stats;
 };
 
@@ -114,16 +117,6 @@ void auth_tokcache_clear(auth_tokcache_t *c)
     c->hand = 0;
 }
 
-/* entries made by another verifier (before a reload) mean nothing any more */
-static void sync_generation(auth_tokcache_t *c, const auth_verifier_t *v)
-{
-    if (c->generation != v->generation) {
-        if (c->size != 0)
-            auth_tokcache_clear(c);
-        c->generation = v->generation;
-    }
-}
-
 static void unlink_entry(auth_tokcache_t *c, uint32_t idx)
 {
     struct tc_entry *e = &c->entries[idx];
@@ -136,21 +129,20 @@ static void unlink_entry(auth_tokcache_t *c, uint32_t idx)
     --c->size;
 }
 
-static uint32_t lookup(auth_tokcache_t *c, uint64_t h, const char *token, size_t len)
+static uint32_t lookup(auth_tokcache_t *c, uint64_t gen, uint64_t h, const char *token, size_t len)
 {
     for (uint32_t i = c->buckets[h & c->mask]; i != NIL; i = c->entries[i].next) {
         const struct tc_entry *e = &c->entries[i];
-        if (e->hash == h && e->len == len && memcmp(e->token, token, len) == 0)
+        if (e->hash == h && e->generation == gen && e->len == len && memcmp(e->token, token, len) == 0)
             return i;
     }
     return NIL;
 }
 
-int auth_tokcache_get(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
-                      auth_claims_t *out)
+int auth_tokcache_get(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now, auth_claims_t *out)
 {
-    sync_generation(c, v);
-    uint32_t i = len <= v->max_token_bytes && c->size != 0 ? lookup(c, hash_token(c->seed, token, len), token, len) : NIL;
+    uint32_t i =
+        len <= v->max_token_bytes && c->size != 0 ? lookup(c, v->generation, hash_token(c->seed, token, len), token, len) : NIL;
     if (i != NIL && now >= c->entries[i].until) {
         unlink_entry(c, i);
         ++c->stats.expirations;
@@ -196,11 +188,10 @@ static uint32_t take_slot(auth_tokcache_t *c, int64_t now)
 void auth_tokcache_put(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
                        const auth_claims_t *claims)
 {
-    sync_generation(c, v);
     if (len == 0 || len > v->max_token_bytes || len > UINT32_MAX || now >= claims->valid_until)
         return;
     uint64_t h = hash_token(c->seed, token, len);
-    uint32_t i = lookup(c, h, token, len);
+    uint32_t i = lookup(c, v->generation, h, token, len);
     if (i != NIL) { /* already there (two requests raced to verify it): refresh */
         c->entries[i].claims = *claims;
         c->entries[i].until = claims->valid_until;
@@ -221,6 +212,7 @@ void auth_tokcache_put(auth_tokcache_t *c, const auth_verifier_t *v, const char 
     memcpy(e->token, token, len);
     e->len = (uint32_t)len;
     e->hash = h;
+    e->generation = v->generation;
     e->until = claims->valid_until;
     e->claims = *claims;
     e->used = 1;

@@ -59,7 +59,7 @@ asan:
 FUZZ_SECONDS ?= 60
 fuzz:
 	@set -e; mkdir -p build-fuzz; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang-14 $(CPPFLAGS) -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -Wno-unused-parameter \
+	  clang-14 $(CPPFLAGS) -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Wno-unused-parameter \
 	    -o build-fuzz/$$n $$f $(LIB_SRC) $(LDLIBS); \
 	  mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== fuzz $$n ($(FUZZ_SECONDS)s)"; \

@@ -91,6 +91,7 @@ struct st_gw_thread_t {
     gw_store_t *store;          /* NULL if the store config is unusable (then on_store_down applies) */
     gw_ratelimit_ctx_t *ratelimit;
     auth_tokcache_t *tokcache; /* verified bearer tokens (revocation is still checked every time) */
+    void *oauth;               /* the identity service's per-thread state (auth/oauth.c) */
     gw_timeout_t *timeouts[64];
     size_t num_timeouts;
     unsigned rr[1024]; /* round-robin cursor per route index */

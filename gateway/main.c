@@ -7,12 +7,15 @@
 #include <string.h>
 #include "gateway/gateway.h"
 #include "qr/hmt1.h"
+#include "auth/oauth.h"
 
 static const char usage[] =
     "usage: hegate [serve] -c FILE            run the gateway\n"
     "       hegate check -c FILE              validate a configuration (every error with file:line)\n"
     "       hegate keys generate --dir DIR    create the key set (token and code keys)\n"
     "       hegate keys rotate --dir DIR --purpose token|code   add a new signing key\n"
+    "       hegate user add -c FILE --phone P --name N --id-number ID [--card KIND:NUMBER]... --password-stdin\n"
+    "       hegate client hash-secret         read a client secret on stdin, print its hash for secret_hash\n"
     "       hegate qr verify --trust FILE [--now T] CODE   verify a city code offline, as a gate does\n"
     "       hegate qr make --credential FILE --device-key FILE [--counter N]   make a code, as a phone does\n"
     "       hegate --version | --help\n";
@@ -84,6 +87,10 @@ int main(int argc, char **argv)
         return cmd_check(argc - 2, argv + 2);
     if (strcmp(cmd, "keys") == 0)
         return auth_keys_cli_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "user") == 0)
+        return auth_user_cli_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "client") == 0)
+        return auth_client_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "qr") == 0)
         return qr_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 #include "gateway/gateway.h"
+#include "gateway/revocations.h"
+#include "auth/oauth.h"
 
 static void make_request_id(gw_req_t *greq)
 {
@@ -144,11 +146,10 @@ static void stage_ratelimit(gw_req_t *greq)
 
 /* ---- stage: authentication and scopes (SPEC §3, §6) ------------------------------------------------------ */
 
-/* The local revocation view. Sign-out and session revocation (and the pub/sub that spreads them
- * to every node) come with the sign-in service; until then nothing is revoked. */
+/* The local revocation view: the process's deny set, fed by Redis pub/sub (gateway/revocations.c). */
 static int revoked_cb(void *data, const char *sid, const char *jti)
 {
-    return 0;
+    return gw_revocations_check(sid, jti);
 }
 
 static void send_unauthorized(gw_req_t *greq, const char *www_authenticate, const char *detail)
@@ -261,6 +262,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     /* 3. the gateway's own endpoints, then the route table */
     if (req->path_normalized.len > 12 && memcmp(req->path_normalized.base, "/.well-known/", 13) == 0 &&
         auth_wellknown_handle(greq) == 0)
+        return 0;
+    if (req->path_normalized.len > 7 && memcmp(req->path_normalized.base, "/oauth2/", 8) == 0 && auth_oauth_handle(greq) == 0)
         return 0;
     /* route and method */
     if ((greq->route = route_match(greq->gen->routes, req->path_normalized.base, req->path_normalized.len)) == NULL) {

@@ -25,6 +25,8 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include "gateway/gateway.h"
+#include "gateway/revocations.h"
+#include "auth/oauth.h"
 
 /* ---- log ---------------------------------------------------------------------------------------- */
 
@@ -422,6 +424,9 @@ static void thread_init_store(gw_thread_t *thread)
     thread->ratelimit = gw_ratelimit_ctx_create(thread->loop, thread->store, conf->on_store_down, conf->nodes, server.num_threads);
     gw_metrics_set_store(thread->metrics, thread->store);
     gw_metrics_set_ratelimit(thread->metrics, thread->ratelimit);
+    auth_oauth_thread_init(thread);
+    if (thread->id == 0)
+        gw_revocations_start(thread); /* one subscriber per process, on the first loop */
 }
 
 int gw_server_keys_loaded(void)

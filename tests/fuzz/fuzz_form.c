@@ -1,0 +1,36 @@
+/*
+ * tests/fuzz/fuzz_form.c — libFuzzer target for what the sign-in service parses from a client:
+ * application/x-www-form-urlencoded bodies and queries, `Authorization: Basic`, and cookies
+ * (auth/form.c). Any bytes end in a parse or a refusal, never in a crash, a hang or a leak.
+ */
+#include <string.h>
+#include "gateway/gateway.h"
+#include "auth/oauth.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    h2o_mem_pool_t pool;
+    h2o_mem_init_pool(&pool);
+    auth_form_t form;
+    if (auth_form_parse(&pool, (const char *)data, size, &form) == 0) {
+        auth_form_get(&form, "grant_type");
+        auth_form_get(&form, "code_verifier");
+    }
+    /* the same bytes as an Authorization header value and as a Cookie header */
+    h2o_req_t req;
+    memset(&req, 0, sizeof(req));
+    h2o_mem_init_pool(&req.pool);
+    char *v = h2o_mem_alloc_pool(&req.pool, size + 1);
+    memcpy(v, data, size);
+    v[size] = '\0';
+    h2o_add_header(&req.pool, &req.headers, H2O_TOKEN_AUTHORIZATION, NULL, v, size);
+    h2o_add_header(&req.pool, &req.headers, H2O_TOKEN_COOKIE, NULL, v, size);
+    const char *id, *secret;
+    size_t secret_len;
+    auth_basic_parse(&req, &id, &secret, &secret_len);
+    auth_cookie_get(&req, "hegate_sid");
+    auth_cookie_get(&req, "hegate_pre");
+    h2o_mem_clear_pool(&req.pool);
+    h2o_mem_clear_pool(&pool);
+    return 0;
+}

@@ -21,7 +21,8 @@ static void sb_grow(sb_t *b, size_t more)
         return;
     size_t cap = b->cap * 2 + more + 1;
     char *nb = h2o_mem_alloc_pool(b->pool, cap);
-    memcpy(nb, b->buf, b->len);
+    if (b->len != 0)
+        memcpy(nb, b->buf, b->len);
     b->buf = nb;
     b->cap = cap;
 }

@@ -57,112 +57,190 @@ uint64_t gw_ratelimit_seconds(uint64_t ms)
     return ceil_div(ms, 1000);
 }
 
-int gw_gcra(uint64_t limit, uint64_t window_ms, uint64_t burst, int64_t now_ms, gw_gcra_state_t *state, gw_gcra_result_t *res)
+/* d = max(tat - now, 0) in units of 1/L ms, clamped to tau (*CLAMPED set then) */
+static uint64_t gcra_delay(uint64_t L, uint64_t tau, int64_t now_ms, const gw_gcra_state_t *state, int *clamped)
 {
-    if (!gw_gcra_params_ok(limit, window_ms, burst))
-        return -1;
-    /* time in units of 1/limit ms ("scaled"): T = window_ms, tau = burst * window_ms */
-    const uint64_t L = limit, T = window_ms, tau = burst * window_ms;
-    uint64_t d = 0; /* max(tat - now, 0), scaled */
-    int clamped = 0;
-    if (state->tat_ms >= now_ms) {
-        uint64_t dm = (uint64_t)state->tat_ms - (uint64_t)now_ms; /* exact: the difference fits in 64 bits */
-        if (dm > tau / L + 1) {
-            d = tau, clamped = 1; /* further ahead than any legal state: the clock went back */
-        } else {
-            uint64_t f = state->tat_frac < L ? state->tat_frac : L - 1;
-            d = dm * L + f; /* <= tau + 2L < 2^52 */
-            if (d > tau)
-                d = tau, clamped = 1;
-        }
+    *clamped = 0;
+    if (state->tat_ms < now_ms)
+        return 0;
+    uint64_t dm = (uint64_t)state->tat_ms - (uint64_t)now_ms; /* exact: the difference fits in 64 bits */
+    if (dm > tau / L + 1) {
+        *clamped = 1; /* further ahead than any legal state: the clock went back */
+        return tau;
     }
-    uint64_t nd = d + T;
-    if (nd <= tau) {
-        state->tat_ms = add_ms(now_ms, nd / L);
-        state->tat_frac = nd % L;
-        res->allowed = 1;
-        res->remaining = (tau - nd) / T;
-        res->reset_ms = ceil_div(nd, L);
-        res->retry_after_ms = 0;
-    } else {
-        if (clamped) {
-            state->tat_ms = add_ms(now_ms, tau / L);
-            state->tat_frac = tau % L;
-        }
-        res->allowed = 0;
-        res->remaining = 0;
-        res->reset_ms = ceil_div(d, L);
-        res->retry_after_ms = ceil_div(nd - tau, L); /* >= 1 since nd > tau */
+    uint64_t f = state->tat_frac < L ? state->tat_frac : L - 1;
+    uint64_t d = dm * L + f; /* <= tau + 2L < 2^52 */
+    if (d > tau) {
+        *clamped = 1;
+        return tau;
     }
-    return 0;
+    return d;
 }
 
-/* The same, in Redis. Lua numbers are doubles: every value below stays an integer < 2^52 (see
+int gw_gcra_results(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, gw_gcra_result_t *res)
+{
+    int all = 1;
+    for (size_t i = 0; i != n; ++i) {
+        if (!gw_gcra_params_ok(p[i].limit, p[i].window_ms, p[i].burst) || d[i] > p[i].burst * p[i].window_ms)
+            return -1;
+        all &= d[i] + p[i].window_ms <= p[i].burst * p[i].window_ms;
+    }
+    for (size_t i = 0; i != n; ++i) {
+        const uint64_t L = p[i].limit, T = p[i].window_ms, tau = p[i].burst * p[i].window_ms, nd = d[i] + T;
+        if (all) { /* admitted: this request consumes T of every policy */
+            res[i].allowed = 1;
+            res[i].remaining = (tau - nd) / T;
+            res[i].reset_ms = ceil_div(nd, L);
+            res[i].retry_after_ms = 0;
+        } else if (nd <= tau) { /* this policy would admit it, another refuses: nothing consumed */
+            res[i].allowed = 1;
+            res[i].remaining = (tau - d[i]) / T;
+            res[i].reset_ms = ceil_div(d[i], L);
+            res[i].retry_after_ms = 0;
+        } else {
+            res[i].allowed = 0;
+            res[i].remaining = 0;
+            res[i].reset_ms = ceil_div(d[i], L);
+            res[i].retry_after_ms = ceil_div(nd - tau, L); /* >= 1 since nd > tau */
+        }
+    }
+    return all;
+}
+
+int gw_gcra_all(size_t n, const gw_gcra_policy_t *p, int64_t now_ms, gw_gcra_state_t *states, gw_gcra_result_t *res)
+{
+    uint64_t d[GW_RATELIMIT_MAX_POLICIES] = {0};
+    int clamped[GW_RATELIMIT_MAX_POLICIES] = {0};
+    if (n > GW_RATELIMIT_MAX_POLICIES)
+        return -1;
+    for (size_t i = 0; i != n; ++i) {
+        if (!gw_gcra_params_ok(p[i].limit, p[i].window_ms, p[i].burst))
+            return -1;
+        d[i] = gcra_delay(p[i].limit, p[i].burst * p[i].window_ms, now_ms, &states[i], &clamped[i]);
+    }
+    int all = gw_gcra_results(n, p, d, res);
+    for (size_t i = 0; i != n; ++i) {
+        const uint64_t L = p[i].limit, tau = p[i].burst * p[i].window_ms;
+        uint64_t x;
+        if (all)
+            x = d[i] + p[i].window_ms; /* the new schedule */
+        else if (clamped[i])
+            x = tau; /* store the clamped state (a clamped policy always refuses) */
+        else
+            continue;
+        states[i].tat_ms = add_ms(now_ms, x / L);
+        states[i].tat_frac = x % L;
+    }
+    return all;
+}
+
+int gw_gcra(uint64_t limit, uint64_t window_ms, uint64_t burst, int64_t now_ms, gw_gcra_state_t *state, gw_gcra_result_t *res)
+{
+    gw_gcra_policy_t p = {limit, window_ms, burst};
+    return gw_gcra_all(1, &p, now_ms, state, res) < 0 ? -1 : 0;
+}
+
+/* The same, in Redis, for the N policies of one request that share a slot: KEYS[i] with ARGV
+ * limit, window_ms, burst at 3i-2..3i. One TIME, one MGET, then one SET per key only when every
+ * policy admits the request (all or nothing; a clamped state is repaired even when refused).
+ * Returns {d_1, ..., d_n, now_ms}: d_i = max(tat_i - now, 0) in 1/L_i ms, clamped to tau_i, before
+ * this request; the caller derives the verdict and the numbers with gw_gcra_results(), the code the
+ * pure gw_gcra_all() uses. Lua numbers are doubles: every value stays an integer < 2^52 (see
  * gw_gcra_params_ok), so +, -, *, floor(a/b), a%b and ceil(a/b) are exact and match the C code.
- * State: "<tat_ms>:<tat_frac>", expiring when the key is full again (then absent == fresh). */
+ * State: "<tat_ms>:<tat_frac>" ('%d' formats exactly below 2^63), expiring when the key is full
+ * again (then absent == fresh). Kept cheap: no string work beyond one match and one format per key. */
 const char gw_ratelimit_lua[] =
-    "local L = tonumber(ARGV[1])\n"
-    "local W = tonumber(ARGV[2])\n"
-    "local B = tonumber(ARGV[3])\n"
     "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local tau = B * W\n"
-    "local d = 0\n"
-    "local clamped = false\n"
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if v then\n"
-    "  local ms, f = string.match(v, '^(%-?%d+):(%d+)$')\n"
-    "  if ms then\n"
-    "    local dm = tonumber(ms) - now\n"
-    "    if dm > math.floor(tau / L) + 1 then\n"
-    "      d = tau\n"
-    "      clamped = true\n"
-    "    elseif dm >= 0 then\n"
-    "      f = tonumber(f)\n"
-    "      if f >= L then f = L - 1 end\n"
-    "      d = dm * L + f\n"
-    "      if d > tau then\n"
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "local n = #KEYS\n"
+    "local v = redis.call('MGET', unpack(KEYS))\n"
+    "local floor, r, ok, c = math.floor, {}, true, nil\n"
+    "for i = 1, n do\n"
+    "  local L, W = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])\n"
+    "  local tau, d, s = ARGV[3 * i] * W, 0, v[i]\n"
+    "  if s then\n"
+    "    local ms, f = string.match(s, '^(%-?%d+):(%d+)$')\n"
+    "    if ms then\n"
+    "      local dm = ms - now\n"
+    "      if dm > floor(tau / L) + 1 then\n"
     "        d = tau\n"
-    "        clamped = true\n"
+    "        c = c or {}\n"
+    "        c[i] = true\n"
+    "      elseif dm >= 0 then\n"
+    "        f = tonumber(f)\n"
+    "        if f >= L then f = L - 1 end\n"
+    "        d = dm * L + f\n"
+    "        if d > tau then\n"
+    "          d = tau\n"
+    "          c = c or {}\n"
+    "          c[i] = true\n"
+    "        end\n"
     "      end\n"
     "    end\n"
     "  end\n"
+    "  r[i] = d\n"
+    "  if d + W > tau then ok = false end\n"
     "end\n"
-    "local nd = d + W\n"
-    "if nd <= tau then\n"
-    "  redis.call('SET', KEYS[1], string.format('%.0f:%.0f', now + math.floor(nd / L), nd % L), 'PX', math.ceil(nd / L))\n"
-    "  return {1, math.floor((tau - nd) / W), math.ceil(nd / L), 0, now}\n"
+    "if ok or c then\n"
+    "  for i = 1, n do\n"
+    "    if ok or c[i] then\n"
+    "      local L, x = tonumber(ARGV[3 * i - 2]), r[i]\n"
+    "      if ok then x = x + ARGV[3 * i - 1] end\n"
+    "      redis.call('SET', KEYS[i], string.format('%d:%d', now + floor(x / L), x % L), 'PX', string.format('%d', math.ceil(x / L)))\n"
+    "    end\n"
+    "  end\n"
     "end\n"
-    "if clamped then\n"
-    "  redis.call('SET', KEYS[1], string.format('%.0f:%.0f', now + math.floor(tau / L), tau % L), 'PX', math.ceil(tau / L))\n"
-    "end\n"
-    "return {0, 0, math.ceil(d / L), math.ceil((nd - tau) / L), now}\n";
+    "r[n + 1] = now\n"
+    "return r\n";
 
-size_t gw_ratelimit_store_key(char *buf, size_t cap, const char *policy, const char *key, size_t keylen)
+static const char *key_kind(gw_limit_key_t k)
+{
+    switch (k) {
+    case GW_LIMIT_KEY_USER:
+        return "user";
+    case GW_LIMIT_KEY_CLIENT:
+        return "client";
+    default:
+        return "ip";
+    }
+}
+
+size_t gw_ratelimit_store_key(char *buf, size_t cap, const gw_ratelimit_conf_t *policy, const char *key, size_t keylen)
 {
     char hex[65];
-    if (keylen > GW_RATELIMIT_MAX_KEY) {
+    const char *kind = key_kind(policy->key);
+    char sep = ':';
+    if (keylen > GW_RATELIMIT_MAX_KEY || memchr(key, '}', keylen) != NULL) {
+        /* too long, or a '}' that would end the hash tag early (and make keys ambiguous) */
+        static const char digits[] = "0123456789abcdef";
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
         if (EVP_Digest(key, keylen, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
             return 0;
-        for (unsigned i = 0; i != 32; ++i)
-            sprintf(hex + i * 2, "%02x", md[i]);
+        for (unsigned i = 0; i != 32; ++i) {
+            hex[i * 2] = digits[md[i] >> 4];
+            hex[i * 2 + 1] = digits[md[i] & 15];
+        }
         key = hex;
         keylen = 64;
+        sep = '#'; /* a hashed identity never equals a raw one */
     }
-    size_t plen = strlen(policy), total = sizeof("hegate:rl:{") - 1 + plen + 1 + keylen + 1;
+    size_t klen = strlen(kind), plen = strlen(policy->name);
+    size_t total = sizeof("hegate:rl:{") - 1 + klen + 1 + keylen + 2 + plen;
     if (total + 1 > cap)
         return 0;
     char *p = buf;
     memcpy(p, "hegate:rl:{", 11);
     p += 11;
-    memcpy(p, policy, plen);
-    p += plen;
-    *p++ = ':';
+    memcpy(p, kind, klen);
+    p += klen;
+    *p++ = sep;
     memcpy(p, key, keylen);
     p += keylen;
     *p++ = '}';
+    *p++ = ':';
+    memcpy(p, policy->name, plen);
+    p += plen;
     *p = '\0';
     return total;
 }
@@ -379,10 +457,12 @@ static void script_init(void)
     gw_store_script_init(&script, gw_ratelimit_lua);
 }
 
+/* one script call: the policies of a request whose keys share a slot */
 typedef struct {
     gw_ratelimit_check_t *check;
     gw_store_req_t *req;
-    uint64_t h;
+    size_t n;
+    uint8_t idx[GW_RATELIMIT_MAX_POLICIES]; /* into check->v.results and check->h */
 } rl_sub_t;
 
 struct st_gw_ratelimit_check_t {
@@ -393,6 +473,7 @@ struct st_gw_ratelimit_check_t {
     void *data;
     size_t pending;
     gw_ratelimit_verdict_t v;
+    uint64_t h[GW_RATELIMIT_MAX_POLICIES];
     rl_sub_t subs[GW_RATELIMIT_MAX_POLICIES];
 };
 
@@ -466,34 +547,51 @@ static void set_from_gcra(gw_ratelimit_result_t *r, const gw_gcra_result_t *g, g
     r->retry_after_ms = g->retry_after_ms;
 }
 
-/* the store cannot answer for this policy: apply on_store_down */
-static void fallback(gw_ratelimit_ctx_t *ctx, gw_ratelimit_result_t *r, uint64_t h, int64_t now)
+/* the store cannot answer for these policies (RESULTS[IDX[0..n)], hashes H[IDX[..]]): apply
+ * on_store_down. In local mode the policies are evaluated together, all or nothing, like in Redis. */
+static void fallback(gw_ratelimit_ctx_t *ctx, gw_ratelimit_result_t *results, const uint64_t *h, const uint8_t *idx, size_t n,
+                     int64_t now)
 {
-    const gw_ratelimit_conf_t *p = r->policy;
-    if (ctx->mode == GW_STORE_DOWN_LOCAL) {
-        uint64_t burst = p->burst / ctx->split;
-        uint64_t window = p->window_ms <= UINT64_MAX / ctx->split ? p->window_ms * ctx->split : 0;
-        rl_entry_t *e = table_claim(&ctx->local, h, now);
-        gw_gcra_state_t st = {e->a, e->b};
-        gw_gcra_result_t g;
-        if (gw_gcra(p->limit, window, burst != 0 ? burst : 1, now, &st, &g) == 0) {
-            e->a = st.tat_ms;
-            e->b = st.tat_frac;
-            e->until = st.tat_ms + (st.tat_frac != 0); /* once tat is past, the entry is a fresh key */
-            set_from_gcra(r, &g, GW_RL_SOURCE_LOCAL);
-            STAT_INC(ctx, local_checks);
-            return;
+    uint8_t loc[GW_RATELIMIT_MAX_POLICIES];
+    gw_gcra_policy_t lp[GW_RATELIMIT_MAX_POLICIES];
+    gw_gcra_state_t st[GW_RATELIMIT_MAX_POLICIES];
+    gw_gcra_result_t g[GW_RATELIMIT_MAX_POLICIES];
+    size_t nloc = 0;
+    for (size_t k = 0; k != n; ++k) {
+        gw_ratelimit_result_t *r = &results[idx[k]];
+        const gw_ratelimit_conf_t *p = r->policy;
+        if (ctx->mode == GW_STORE_DOWN_LOCAL) {
+            uint64_t burst = p->burst / ctx->split;
+            uint64_t window = p->window_ms <= UINT64_MAX / ctx->split ? p->window_ms * ctx->split : 0;
+            gw_gcra_policy_t q = {p->limit, window, burst != 0 ? burst : 1};
+            if (gw_gcra_params_ok(q.limit, q.window_ms, q.burst)) {
+                rl_entry_t *e = table_find(&ctx->local, h[idx[k]], now);
+                st[nloc] = e != NULL ? (gw_gcra_state_t){e->a, e->b} : (gw_gcra_state_t){0, 0};
+                lp[nloc] = q;
+                loc[nloc++] = idx[k];
+                continue;
+            }
+            /* parameters beyond the exact range: nothing sensible to enforce locally */
         }
-        /* parameters beyond the exact range: nothing sensible to enforce locally */
+        if (ctx->mode == GW_STORE_DOWN_CLOSED) {
+            r->source = GW_RL_SOURCE_CLOSED;
+            r->allowed = 0;
+            STAT_INC(ctx, closed_checks);
+        } else {
+            r->source = GW_RL_SOURCE_OPEN;
+            r->allowed = 1;
+            STAT_INC(ctx, open_checks);
+        }
     }
-    if (ctx->mode == GW_STORE_DOWN_CLOSED) {
-        r->source = GW_RL_SOURCE_CLOSED;
-        r->allowed = 0;
-        STAT_INC(ctx, closed_checks);
-    } else {
-        r->source = GW_RL_SOURCE_OPEN;
-        r->allowed = 1;
-        STAT_INC(ctx, open_checks);
+    if (nloc == 0 || gw_gcra_all(nloc, lp, now, st, g) < 0)
+        return;
+    for (size_t k = 0; k != nloc; ++k) {
+        rl_entry_t *e = table_claim(&ctx->local, h[loc[k]], now);
+        e->a = st[k].tat_ms;
+        e->b = st[k].tat_frac;
+        e->until = st[k].tat_ms + (st[k].tat_frac != 0); /* once tat is past, the entry is a fresh key */
+        set_from_gcra(&results[loc[k]], &g[k], GW_RL_SOURCE_LOCAL);
+        STAT_INC(ctx, local_checks);
     }
 }
 
@@ -520,18 +618,16 @@ static void finalize(gw_ratelimit_verdict_t *v)
                 v->verdict = GW_RL_UNAVAILABLE;
 }
 
-/* {allowed, remaining, reset_ms, retry_after_ms, now_ms} */
-static int parse_script_reply(const redisReply *reply, gw_gcra_result_t *g)
+/* {d_1, ..., d_n, now_ms}: see gw_ratelimit_lua */
+static int parse_script_reply(const redisReply *reply, size_t n, uint64_t *d)
 {
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != n + 1)
         return -1;
-    for (size_t i = 0; i != 4; ++i)
+    for (size_t i = 0; i != n + 1; ++i)
         if (reply->element[i]->type != REDIS_REPLY_INTEGER || reply->element[i]->integer < 0)
             return -1;
-    g->allowed = reply->element[0]->integer != 0;
-    g->remaining = (uint64_t)reply->element[1]->integer;
-    g->reset_ms = (uint64_t)reply->element[2]->integer;
-    g->retry_after_ms = (uint64_t)reply->element[3]->integer;
+    for (size_t i = 0; i != n; ++i)
+        d[i] = (uint64_t)reply->element[i]->integer;
     return 0;
 }
 
@@ -540,22 +636,29 @@ static void on_store_reply(void *data, const redisReply *reply, const char *err)
     rl_sub_t *sub = data;
     gw_ratelimit_check_t *check = sub->check;
     gw_ratelimit_ctx_t *ctx = check->ctx;
-    gw_ratelimit_result_t *r = &check->v.results[sub - check->subs];
     int64_t now = (int64_t)h2o_now(ctx->loop);
-    gw_gcra_result_t g;
+    gw_gcra_policy_t gp[GW_RATELIMIT_MAX_POLICIES];
+    gw_gcra_result_t g[GW_RATELIMIT_MAX_POLICIES];
+    uint64_t d[GW_RATELIMIT_MAX_POLICIES];
 
     sub->req = NULL;
-    if (err == NULL && parse_script_reply(reply, &g) == 0) {
-        set_from_gcra(r, &g, GW_RL_SOURCE_STORE);
-        STAT_INC(ctx, store_checks);
-        if (!g.allowed) { /* Redis will say no until then whoever asks: answer it here meanwhile */
-            rl_entry_t *e = table_claim(&ctx->deny, sub->h, now);
-            e->until = add_ms(now, g.retry_after_ms);
-            e->a = add_ms(now, g.reset_ms);
+    for (size_t k = 0; k != sub->n; ++k) {
+        const gw_ratelimit_conf_t *p = check->v.results[sub->idx[k]].policy;
+        gp[k] = (gw_gcra_policy_t){p->limit, p->window_ms, p->burst};
+    }
+    if (err == NULL && parse_script_reply(reply, sub->n, d) == 0 && gw_gcra_results(sub->n, gp, d, g) >= 0) {
+        for (size_t k = 0; k != sub->n; ++k) {
+            set_from_gcra(&check->v.results[sub->idx[k]], &g[k], GW_RL_SOURCE_STORE);
+            STAT_INC(ctx, store_checks);
+            if (!g[k].allowed) { /* Redis will say no until then whoever asks: answer it here meanwhile */
+                rl_entry_t *e = table_claim(&ctx->deny, check->h[sub->idx[k]], now);
+                e->until = add_ms(now, g[k].retry_after_ms);
+                e->a = add_ms(now, g[k].reset_ms);
+            }
         }
     } else {
         STAT_INC(ctx, store_failures);
-        fallback(ctx, r, sub->h, now);
+        fallback(ctx, check->v.results, check->h, sub->idx, sub->n, now);
     }
     if (--check->pending != 0)
         return;
@@ -566,6 +669,19 @@ static void on_store_reply(void *data, const redisReply *reply, const char *err)
     *out = check->v;
     check_release(check);
     cb(cbdata, out);
+}
+
+static size_t u64_dec(char *buf, uint64_t v) /* decimal, no NUL; buf >= 20 bytes */
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i != n; ++i)
+        buf[i] = tmp[n - 1 - i];
+    return n;
 }
 
 gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratelimit_conf_t *const *policies,
@@ -579,10 +695,12 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
 
     if (n > GW_RATELIMIT_MAX_POLICIES)
         n = GW_RATELIMIT_MAX_POLICIES;
-    memset(&v, 0, sizeof(v));
+    v.verdict = GW_RL_ALLOW;
+    v.retry_after_s = 0;
     v.n = n;
     for (size_t i = 0; i != n; ++i) {
         gw_ratelimit_result_t *r = &v.results[i];
+        memset(r, 0, sizeof(*r));
         r->policy = policies[i];
         r->limit = policies[i]->limit;
         r->source = GW_RL_SOURCE_NONE;
@@ -602,19 +720,38 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
     if (denied) /* the request is refused whatever the other policies say: no round trip at all */
         goto Done;
 
+    /* group the policies by the slot of their key (one hash tag per identity): one script call per
+     * group, evaluated atomically and all or nothing in Redis */
     char skeys[GW_RATELIMIT_MAX_POLICIES][STORE_KEY_MAX];
-    size_t sklen[GW_RATELIMIT_MAX_POLICIES], nstore = 0;
+    size_t sklen[GW_RATELIMIT_MAX_POLICIES];
+    unsigned slot[GW_RATELIMIT_MAX_POLICIES];
+    rl_sub_t groups[GW_RATELIMIT_MAX_POLICIES];
+    size_t ngroups = 0, nstore = 0;
+    uint8_t down[GW_RATELIMIT_MAX_POLICIES];
+    size_t ndown = 0;
     for (size_t i = 0; i != n; ++i) {
         const gw_ratelimit_conf_t *p = policies[i];
-        sklen[i] = gw_ratelimit_store_key(skeys[i], sizeof(skeys[i]), p->name, keys[i].base, keys[i].len);
-        if (ctx->store != NULL && sklen[i] != 0 && gw_gcra_params_ok(p->limit, p->window_ms, p->burst) &&
-            gw_store_is_up_for_key(ctx->store, skeys[i], sklen[i])) {
-            ++nstore;
-        } else {
-            sklen[i] = 0;
-            fallback(ctx, &v.results[i], h[i], now);
+        sklen[i] = ctx->store != NULL ? gw_ratelimit_store_key(skeys[i], sizeof(skeys[i]), p, keys[i].base, keys[i].len) : 0;
+        if (sklen[i] == 0 || !gw_gcra_params_ok(p->limit, p->window_ms, p->burst)) {
+            down[ndown++] = (uint8_t)i;
+            continue;
         }
+        slot[i] = gw_store_key_slot(skeys[i], sklen[i]);
+        size_t g = 0;
+        while (g != ngroups && slot[groups[g].idx[0]] != slot[i])
+            ++g;
+        if (g == ngroups) {
+            if (!gw_store_is_up_for_key(ctx->store, skeys[i], sklen[i])) {
+                down[ndown++] = (uint8_t)i;
+                continue;
+            }
+            groups[ngroups++].n = 0;
+        }
+        groups[g].idx[groups[g].n++] = (uint8_t)i;
+        ++nstore;
     }
+    if (ndown != 0)
+        fallback(ctx, v.results, h, down, ndown, now);
     if (nstore == 0)
         goto Done;
 
@@ -625,28 +762,38 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
         --ctx->num_free;
     } else {
         check = h2o_mem_alloc(sizeof(*check));
+        check->link = (h2o_linklist_t){NULL, NULL};
     }
-    memset(check, 0, sizeof(*check));
     check->ctx = ctx;
     check->out = out;
     check->cb = cb;
     check->data = data;
+    check->pending = ngroups;
     check->v = v;
+    memcpy(check->h, h, sizeof(h[0]) * n);
     h2o_linklist_insert(&ctx->inflight, &check->link);
-    for (size_t i = 0; i != n; ++i) {
-        if (sklen[i] == 0)
-            continue;
-        const gw_ratelimit_conf_t *p = policies[i];
-        char lim[24], win[24], bur[24];
-        snprintf(lim, sizeof(lim), "%llu", (unsigned long long)p->limit);
-        snprintf(win, sizeof(win), "%llu", (unsigned long long)p->window_ms);
-        snprintf(bur, sizeof(bur), "%llu", (unsigned long long)p->burst);
-        const char *args[] = {skeys[i], lim, win, bur};
-        size_t lens[] = {sklen[i], strlen(lim), strlen(win), strlen(bur)};
-        check->subs[i].check = check;
-        check->subs[i].h = h[i];
-        ++check->pending;
-        check->subs[i].req = gw_store_evalsha(ctx->store, &script, on_store_reply, &check->subs[i], 1, 4, args, lens);
+    for (size_t g = 0; g != GW_RATELIMIT_MAX_POLICIES; ++g)
+        check->subs[g].req = NULL;
+    for (size_t g = 0; g != ngroups; ++g) {
+        rl_sub_t *sub = &check->subs[g];
+        const char *args[GW_RATELIMIT_MAX_POLICIES * 4];
+        size_t lens[GW_RATELIMIT_MAX_POLICIES * 4];
+        char nums[GW_RATELIMIT_MAX_POLICIES * 3][20];
+        size_t m = groups[g].n;
+        *sub = groups[g];
+        sub->check = check;
+        for (size_t k = 0; k != m; ++k) {
+            size_t i = sub->idx[k];
+            const gw_ratelimit_conf_t *p = policies[i];
+            args[k] = skeys[i];
+            lens[k] = sklen[i];
+            const uint64_t vals[3] = {p->limit, p->window_ms, p->burst};
+            for (size_t j = 0; j != 3; ++j) {
+                args[m + 3 * k + j] = nums[3 * k + j];
+                lens[m + 3 * k + j] = u64_dec(nums[3 * k + j], vals[j]);
+            }
+        }
+        sub->req = gw_store_evalsha(ctx->store, &script, on_store_reply, sub, (int)m, (int)(4 * m), args, lens);
     }
     return check;
 

@@ -13,6 +13,9 @@
  *   remaining      = floor((tau - (d + T)) / T) after an allowed request, 0 when denied
  *   reset_ms       = ceil(tat - now): time until the key is back to a full burst (RateLimit "t")
  *   retry_after_ms = ceil(d + T - tau) when denied: the earliest instant it would be allowed
+ * Several policies of one request (gw_gcra_all) are all or nothing: the request consumes T of every
+ * policy if every policy admits it, else nothing at all; a policy that would have admitted a request
+ * another policy refuses reports remaining = floor((tau - d) / T), reset_ms = ceil(d) (unchanged).
  * Exact arithmetic: times are whole milliseconds, and tat is kept as tat_ms + tat_frac/LIMIT ms,
  * so T need not be a whole number of ms and nothing is rounded. All intermediate values stay
  * below 2^52 when LIMIT <= 2^50 and BURST * WINDOW <= 2^50 (gw_gcra_params_ok): the same
@@ -21,13 +24,19 @@
  * clamped to now + tau, and the clamped state is stored, so one backwards jump costs at most one
  * burst and a Retry-After stays honest; a tat in the past (any gap) is a fresh key.
  *
- * Runtime (gw_ratelimit_check): one EVALSHA per policy of a request, all pipelined; the script runs
- * the arithmetic above atomically on Redis' own clock (TIME), key "hegate:rl:{<policy>:<key>}"
- * (one hash tag: one key, one slot), expiring when the key is full again. Per thread: a bounded
- * cache of keys known to be over a limit until their retry time (answered without Redis), and, when
- * the store is down, the on_store_down mode: local (in-process GCRA on this thread with LIMIT split
- * over nodes x threads, see gw_ratelimit_ctx_create), open (allow), closed (unavailable: 503).
- * Back to Redis as soon as the store answers again.
+ * Runtime (gw_ratelimit_check): key "hegate:rl:{<kind>:<identity>}:<policy>" (kind: ip, user,
+ * client; the hash tag is the limited identity, so all the policies of one identity share a slot;
+ * an identity longer than GW_RATELIMIT_MAX_KEY or holding a '}' is replaced by "<kind>#<sha256 hex>").
+ * The policies of a request are grouped by slot and each group is ONE EVALSHA (all its keys, one ARGV
+ * triple per key), atomic and all or nothing on Redis' own clock (one TIME per call); the groups go
+ * out pipelined and their verdicts are combined here. Across groups (policies on different
+ * identities, e.g. ip and user, which may live in different slots or cluster nodes) there is no
+ * atomicity: a group that admits a request consumes its budget even when another group refuses it.
+ * Keys expire when full again. Per thread: a bounded cache of keys known to be over a limit until
+ * their retry time (answered without Redis), and, when the store is down, the on_store_down mode:
+ * local (in-process GCRA on this thread with LIMIT split over nodes x threads, all or nothing over the
+ * policies that fall back together, see gw_ratelimit_ctx_create), open (allow), closed (unavailable:
+ * 503). Back to Redis as soon as the store answers again.
  */
 #ifndef hegate_gateway_ratelimit_h
 #define hegate_gateway_ratelimit_h
@@ -56,21 +65,32 @@ typedef struct {
     uint64_t retry_after_ms; /* 0 when allowed, >= 1 when denied */
 } gw_gcra_result_t;
 
+typedef struct {
+    uint64_t limit, window_ms, burst;
+} gw_gcra_policy_t;
+
 /* 1 when LIMIT, WINDOW_MS, BURST are all > 0, LIMIT <= 2^50 and BURST * WINDOW_MS <= 2^50. */
 int gw_gcra_params_ok(uint64_t limit, uint64_t window_ms, uint64_t burst);
 /* One request at NOW_MS against STATE (updated when allowed, or clamped). -1 if the parameters are
- * not ok (nothing changed, *RES untouched), else 0. */
+ * not ok (nothing changed, *RES untouched), else 0. gw_gcra_all(1, ...) */
 int gw_gcra(uint64_t limit, uint64_t window_ms, uint64_t burst, int64_t now_ms, gw_gcra_state_t *state, gw_gcra_result_t *res);
+/* One request at NOW_MS against N policies (N <= GW_RATELIMIT_MAX_POLICIES) all or nothing: every
+ * STATES[i] advances if all admit it, else none does (clamped states are still repaired). -1 if some
+ * parameters are not ok (nothing changed), 1 admitted, 0 refused. */
+int gw_gcra_all(size_t n, const gw_gcra_policy_t *p, int64_t now_ms, gw_gcra_state_t *states, gw_gcra_result_t *res);
+/* The results from D[i] = max(tat_i - now, 0) in 1/limit ms, clamped to tau (what the Lua script
+ * returns): -1 if some parameters are not ok or some D[i] > tau, 1 admitted, 0 refused. */
+int gw_gcra_results(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, gw_gcra_result_t *res);
 /* ceil(ms / 1000): whole seconds for the RateLimit "t" and Retry-After */
 uint64_t gw_ratelimit_seconds(uint64_t ms);
 
-/* The Lua version: KEYS[1] = state key, ARGV = limit, window_ms, burst. Returns
- * {allowed, remaining, reset_ms, retry_after_ms, now_ms (Redis TIME)}. */
+/* The Lua version: KEYS[1..n] = state keys (one slot), ARGV[3i-2..3i] = limit, window_ms, burst of
+ * KEYS[i]. Returns {d_1, ..., d_n, now_ms (Redis TIME)}; see gw_gcra_results. */
 extern const char gw_ratelimit_lua[];
 
-/* "hegate:rl:{<policy>:<key>}" into BUF (NUL-terminated). Returns its length, 0 if CAP is too small.
- * Keys longer than GW_RATELIMIT_MAX_KEY are replaced by their SHA-256 in hex. */
-size_t gw_ratelimit_store_key(char *buf, size_t cap, const char *policy, const char *key, size_t keylen);
+/* "hegate:rl:{<kind>:<key>}:<policy name>" into BUF (NUL-terminated). Returns its length, 0 if CAP is
+ * too small. Keys longer than GW_RATELIMIT_MAX_KEY or containing '}' become "<kind>#<SHA-256 hex>". */
+size_t gw_ratelimit_store_key(char *buf, size_t cap, const gw_ratelimit_conf_t *policy, const char *key, size_t keylen);
 
 /* ---- results and headers ------------------------------------------------------------------------ */
 

@@ -17,7 +17,7 @@ from redis_fixtures import (PATH, Load, fast_backend, key_slot, limited_gateways
 
 LIMIT, WINDOW, BURST = 50, 1, 50  # T = 20 ms
 SECONDS = 4.0
-KEY = "hegate:rl:{shared:127.0.0.1}"  # every request comes from 127.0.0.1: one key
+KEY = "hegate:rl:{ip:127.0.0.1}:shared"  # every request comes from 127.0.0.1: one key (tag: the identity)
 SHARED = {"shared": {"key": "ip", "limit": LIMIT, "window": "%ds" % WINDOW, "burst": BURST}}
 
 
@@ -113,6 +113,37 @@ def test_two_policies_both_in_both_fields(gateway, fast_backend, redis_server):
         assert_problem(resp, 429, "quota-exceeded")
         assert one(resp, "ratelimit-policy") == policy
         assert parse_state_field(one(resp, "ratelimit"))["ipb"]["r"] == 0
+
+
+def test_refused_requests_consume_no_policy(gateway, fast_backend, redis_server):
+    """All or nothing: "tight" (2 per hour) and "loose" (5 per hour) on one route, one identity (one
+    slot, one script call). After 2 requests tight refuses; 20 refused requests later loose still has
+    exactly 3 left, in the RateLimit field and in Redis (its schedule is 2 intervals ahead, not 22).
+    A second gateway (no deny cache of its own yet) sees the same in Redis."""
+    r = redis_server()
+    gws, _ = limited_gateways(gateway, fast_backend, {"url": r.url},
+                              {"tight": {"key": "ip", "limit": 2, "window": "1h"},
+                               "loose": {"key": "ip", "limit": 5, "window": "1h"}},
+                              ["loose", "tight"], n=2, threads=1)
+    wait_ready(gws)
+    with gws[0].h2c_client() as c:
+        for k in (1, 2):
+            resp = c.get(gws[0].http + PATH)
+            assert resp.status_code == 200, resp.text
+            assert parse_state_field(one(resp, "ratelimit"))["loose"]["r"] == 5 - k
+        for _ in range(20):
+            resp = c.get(gws[0].http + PATH)
+            assert_problem(resp, 429, "quota-exceeded")
+    with gws[1].h2c_client() as c:
+        resp = c.get(gws[1].http + PATH)  # Redis answers: loose would admit it, tight refuses
+        assert_problem(resp, 429, "quota-exceeded")
+        state = parse_state_field(one(resp, "ratelimit"))
+        assert state["loose"]["r"] == 3, state
+        assert state["tight"]["r"] == 0, state
+    # 5 per hour: T = 720 s; two admitted requests put loose's schedule 1440 s ahead
+    pttl = r.client().pttl("hegate:rl:{ip:127.0.0.1}:loose")
+    assert 1440000 - 60000 < pttl <= 1440000, pttl
+    assert r.client().pttl("hegate:rl:{ip:127.0.0.1}:tight") > 0
 
 
 def test_user_and_client_policies_skip_anonymous_requests(gateway, fast_backend, redis_server):

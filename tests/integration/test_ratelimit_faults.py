@@ -32,7 +32,7 @@ SERVER_MARGIN_MAX_MS = 100
 CLIENT_MAX_MS = 1000
 
 LIMIT, BURST = 100, 100  # per second; T = 10 ms
-KEY = "hegate:rl:{kf:127.0.0.1}"
+KEY = "hegate:rl:{ip:127.0.0.1}:kf"
 POLICIES = {"kf": {"key": "ip", "limit": LIMIT, "window": "1s", "burst": BURST}}
 
 

@@ -46,25 +46,54 @@ static void test_hash_tags(void **state)
 static void test_store_key(void **state)
 {
     char buf[700];
-    size_t n = gw_ratelimit_store_key(buf, sizeof(buf), "per-user", "alice", 5);
-    assert_int_equal(n, strlen("hegate:rl:{per-user:alice}"));
-    assert_string_equal(buf, "hegate:rl:{per-user:alice}");
-    assert_int_equal(gw_store_key_slot(buf, n), slot_of("per-user:alice"));
+    gw_ratelimit_conf_t pu = {"per-user", GW_LIMIT_KEY_USER, 20, 1000, 20, 1}, pu2 = {"per-user-min", GW_LIMIT_KEY_USER, 600, 60000, 600, 1};
+    gw_ratelimit_conf_t pc = {"per-client", GW_LIMIT_KEY_CLIENT, 20, 1000, 20, 1}, pi = {"per-ip", GW_LIMIT_KEY_IP, 20, 1000, 20, 1};
+    size_t n = gw_ratelimit_store_key(buf, sizeof(buf), &pu, "alice", 5);
+    assert_int_equal(n, strlen("hegate:rl:{user:alice}:per-user"));
+    assert_string_equal(buf, "hegate:rl:{user:alice}:per-user");
+    /* the hash tag is the identity: every policy of one identity lives in one slot */
+    assert_int_equal(gw_store_key_slot(buf, n), slot_of("user:alice"));
+    n = gw_ratelimit_store_key(buf, sizeof(buf), &pu2, "alice", 5);
+    assert_string_equal(buf, "hegate:rl:{user:alice}:per-user-min");
+    assert_int_equal(gw_store_key_slot(buf, n), slot_of("user:alice"));
+    n = gw_ratelimit_store_key(buf, sizeof(buf), &pc, "app", 3);
+    assert_string_equal(buf, "hegate:rl:{client:app}:per-client");
+    n = gw_ratelimit_store_key(buf, sizeof(buf), &pi, "127.0.0.1", 9);
+    assert_string_equal(buf, "hegate:rl:{ip:127.0.0.1}:per-ip");
+    assert_int_equal(gw_store_key_slot(buf, n), slot_of("ip:127.0.0.1"));
+    /* the same identity string of another kind is another identity */
+    n = gw_ratelimit_store_key(buf, sizeof(buf), &pc, "alice", 5);
+    assert_string_equal(buf, "hegate:rl:{client:alice}:per-client");
     /* too small */
-    assert_int_equal(gw_ratelimit_store_key(buf, 10, "per-user", "alice", 5), 0);
-    /* a long key is hashed: bounded size, stable, distinct */
+    assert_int_equal(gw_ratelimit_store_key(buf, 10, &pu, "alice", 5), 0);
+    assert_int_equal(gw_ratelimit_store_key(buf, strlen("hegate:rl:{user:alice}:per-user"), &pu, "alice", 5), 0);
+    assert_int_equal(gw_ratelimit_store_key(buf, strlen("hegate:rl:{user:alice}:per-user") + 1, &pu, "alice", 5),
+                     strlen("hegate:rl:{user:alice}:per-user"));
+    /* a long key is hashed: bounded size, stable, distinct, marked '#', one slot for all policies */
     char longkey[1000], buf2[700];
+    gw_ratelimit_conf_t p = {"p", GW_LIMIT_KEY_USER, 1, 1000, 1, 1}, q = {"q", GW_LIMIT_KEY_USER, 1, 1000, 1, 1};
     memset(longkey, 'x', sizeof(longkey));
-    n = gw_ratelimit_store_key(buf, sizeof(buf), "p", longkey, sizeof(longkey));
-    assert_int_equal(n, strlen("hegate:rl:{p:}") + 64);
-    assert_int_equal(gw_ratelimit_store_key(buf2, sizeof(buf2), "p", longkey, sizeof(longkey)), n);
+    n = gw_ratelimit_store_key(buf, sizeof(buf), &p, longkey, sizeof(longkey));
+    assert_int_equal(n, strlen("hegate:rl:{user#}:p") + 64);
+    assert_int_equal(memcmp(buf, "hegate:rl:{user#", 16), 0);
+    assert_int_equal(gw_ratelimit_store_key(buf2, sizeof(buf2), &p, longkey, sizeof(longkey)), n);
     assert_string_equal(buf, buf2);
+    assert_int_equal(gw_ratelimit_store_key(buf2, sizeof(buf2), &q, longkey, sizeof(longkey)), n);
+    assert_int_equal(gw_store_key_slot(buf, n), gw_store_key_slot(buf2, n));
     longkey[999] = 'y';
-    gw_ratelimit_store_key(buf2, sizeof(buf2), "p", longkey, sizeof(longkey));
+    gw_ratelimit_store_key(buf2, sizeof(buf2), &p, longkey, sizeof(longkey));
     assert_string_not_equal(buf, buf2);
-    /* keys with braces stay one slot: the tag ends at the first '}' */
-    n = gw_ratelimit_store_key(buf, sizeof(buf), "ip", "a}b", 3);
-    assert_int_equal(gw_store_key_slot(buf, n), slot_of("ip:a"));
+    /* an identity with a '}' would end the tag early and make keys ambiguous ("a}:b" + "c" vs
+     * "a" + policy "b}:c"): hashed too, still one slot per identity */
+    gw_ratelimit_conf_t bc = {"b}:c", GW_LIMIT_KEY_IP, 1, 1000, 1, 1};
+    n = gw_ratelimit_store_key(buf, sizeof(buf), &pi, "a}b", 3);
+    assert_int_equal(memcmp(buf, "hegate:rl:{ip#", 14), 0);
+    size_t n2 = gw_ratelimit_store_key(buf2, sizeof(buf2), &bc, "a}b", 3);
+    assert_int_equal(gw_store_key_slot(buf, n), gw_store_key_slot(buf2, n2));
+    gw_ratelimit_conf_t c = {"c", GW_LIMIT_KEY_IP, 1, 1000, 1, 1};
+    gw_ratelimit_store_key(buf, sizeof(buf), &c, "a}:b", 4);
+    gw_ratelimit_store_key(buf2, sizeof(buf2), &bc, "a", 1);
+    assert_string_not_equal(buf, buf2);
 }
 
 /* ---- GCRA ------------------------------------------------------------------------------------------ */
@@ -249,6 +278,64 @@ static void test_gcra_huge_gaps_and_overflow(void **state)
     assert_true(gw_gcra_params_ok(20, 1000, 40));
 }
 
+/* several policies, all or nothing: a request refused by one policy consumes none of the others */
+static void test_gcra_all_or_nothing(void **state)
+{
+    const int64_t t0 = 1700000000000LL;
+    /* A: 3 per hour (tight), B: 100 per second, burst 100 (loose) */
+    gw_gcra_policy_t p[2] = {{3, 3600000, 3}, {100, 1000, 100}};
+    gw_gcra_state_t st[2] = {{0, 0}, {0, 0}};
+    gw_gcra_result_t r[2];
+    for (int i = 0; i != 3; ++i) {
+        assert_int_equal(gw_gcra_all(2, p, t0, st, r), 1);
+        assert_true(r[0].allowed && r[1].allowed);
+        assert_int_equal(r[1].remaining, 99 - i);
+    }
+    gw_gcra_state_t before[2] = {st[0], st[1]};
+    for (int i = 0; i != 50; ++i) {
+        assert_int_equal(gw_gcra_all(2, p, t0, st, r), 0);
+        assert_false(r[0].allowed);
+        assert_int_equal(r[0].retry_after_ms, 1200000);
+        /* B would admit it but is not charged: its numbers are those before the request */
+        assert_true(r[1].allowed);
+        assert_int_equal(r[1].remaining, 97);
+        assert_int_equal(r[1].reset_ms, 30);
+        assert_int_equal(r[1].retry_after_ms, 0);
+        assert_memory_equal(before, st, sizeof(st));
+    }
+    /* B still has its 97: exhaust it with A out of the way */
+    gw_gcra_policy_t b = p[1];
+    int allowed = 0;
+    while (gw_gcra_all(1, &b, t0, &st[1], r) == 1)
+        ++allowed;
+    assert_int_equal(allowed, 97);
+    /* the same through gw_gcra: one policy is gw_gcra_all(1) */
+    gw_gcra_state_t s1 = {0, 0}, s2 = {0, 0};
+    for (int64_t t = t0; t < t0 + 3000; t += 7) {
+        gw_gcra_result_t x, y;
+        assert_int_equal(gw_gcra(20, 1000, 5, t, &s1, &x), 0);
+        assert_int_equal(gw_gcra_all(1, &(gw_gcra_policy_t){20, 1000, 5}, t, &s2, &y) >= 0, 1);
+        assert_int_equal(x.allowed, y.allowed);
+        assert_int_equal(x.remaining, y.remaining);
+        assert_int_equal(x.reset_ms, y.reset_ms);
+        assert_int_equal(x.retry_after_ms, y.retry_after_ms);
+        assert_memory_equal(&s1, &s2, sizeof(s1));
+    }
+    /* a clamped (clock went back) policy refuses and is repaired even though the request is refused */
+    gw_gcra_state_t c[2] = {{t0 + 10000000, 0}, {0, 0}};
+    assert_int_equal(gw_gcra_all(2, p, t0, c, r), 0);
+    assert_int_equal(c[0].tat_ms, t0 + 3600000);
+    assert_int_equal(c[1].tat_ms, 0);
+    /* parameters out of range: -1, nothing touched */
+    gw_gcra_policy_t bad[2] = {{3, 3600000, 3}, {0, 1000, 1}};
+    gw_gcra_state_t z[2] = {{0, 0}, {0, 0}};
+    assert_int_equal(gw_gcra_all(2, bad, t0, z, r), -1);
+    assert_int_equal(z[0].tat_ms, 0);
+    /* results from delays (what Redis returns): a delay beyond tau is rejected */
+    uint64_t d[2] = {3 * 3600000 + 1, 0};
+    assert_int_equal(gw_gcra_results(2, p, d, r), -1);
+}
+
 static void test_seconds(void **state)
 {
     assert_int_equal(gw_ratelimit_seconds(0), 0);
@@ -344,6 +431,24 @@ static void test_store_down_modes(void **state)
     gw_ratelimit_stats_t stats;
     gw_ratelimit_get_stats(ctx, &stats);
     assert_int_equal(stats.local_checks, 32);
+    /* local mode is all or nothing too: "tight" (4 per hour: burst 4 / 4 = 1 on this thread) refuses
+     * after one request, and per_user (burst 10 on this thread) is not charged for the refusals */
+    gw_ratelimit_conf_t tight = {"tight", GW_LIMIT_KEY_USER, 4, 3600000, 4, 1};
+    const gw_ratelimit_conf_t *pt[] = {&per_user, &tight};
+    h2o_iovec_t dave[] = {{"dave", 4}, {"dave", 4}};
+    assert_null(gw_ratelimit_check(ctx, pt, dave, 2, &v, never_called, NULL));
+    assert_int_equal(v.verdict, GW_RL_ALLOW);
+    assert_int_equal(v.results[0].remaining, 9);
+    for (int i = 0; i != 20; ++i) {
+        assert_null(gw_ratelimit_check(ctx, pt, dave, 2, &v, never_called, NULL));
+        assert_int_equal(v.verdict, GW_RL_DENY);
+        assert_true(v.results[0].allowed);
+        assert_int_equal(v.results[0].remaining, 9); /* not charged */
+        assert_false(v.results[1].allowed);
+    }
+    assert_null(gw_ratelimit_check(ctx, pt, dave, 1, &v, never_called, NULL));
+    assert_int_equal(v.verdict, GW_RL_ALLOW);
+    assert_int_equal(v.results[0].remaining, 8);
     gw_ratelimit_ctx_free(ctx);
 
     /* open: everything passes, no state to advertise */
@@ -425,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_gcra_retry_after_honest),
         cmocka_unit_test(test_gcra_clock_backwards),
         cmocka_unit_test(test_gcra_huge_gaps_and_overflow),
+        cmocka_unit_test(test_gcra_all_or_nothing),
         cmocka_unit_test(test_seconds),
         cmocka_unit_test(test_header_policy),
         cmocka_unit_test(test_header_state),

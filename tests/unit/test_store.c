@@ -381,27 +381,78 @@ static void test_kill_restart(void **state)
 
 static gw_store_script_t lua;
 
-static void evalsha(gw_store_t *s, res_t *r, const char *key, const char *l, const char *w, const char *b)
+/* EVALSHA of the limiter script over N keys (one slot) with their (limit, window, burst) */
+static void evalsha_n(gw_store_t *s, res_t *r, size_t n, const char *const *keys, const gw_gcra_policy_t *p)
 {
-    const char *args[] = {key, l, w, b};
+    const char *args[4 * GW_RATELIMIT_MAX_POLICIES];
+    char nums[3 * GW_RATELIMIT_MAX_POLICIES][24];
+    for (size_t i = 0; i != n; ++i) {
+        args[i] = keys[i];
+        snprintf(nums[3 * i], 24, "%llu", (unsigned long long)p[i].limit);
+        snprintf(nums[3 * i + 1], 24, "%llu", (unsigned long long)p[i].window_ms);
+        snprintf(nums[3 * i + 2], 24, "%llu", (unsigned long long)p[i].burst);
+        for (size_t j = 0; j != 3; ++j)
+            args[n + 3 * i + j] = nums[3 * i + j];
+    }
     memset(r, 0, sizeof(*r));
-    gw_store_evalsha(s, &lua, collect, r, 1, 4, args, NULL);
+    gw_store_evalsha(s, &lua, collect, r, (int)n, (int)(4 * n), args, NULL);
     assert_int_equal(r->calls, 0);
     assert_true(run_until(&r->done, 3000));
     assert_null(r->err);
     if (r->type != REDIS_REPLY_ARRAY)
         fail_msg("script reply: type %d %s", r->type, r->str);
-    assert_int_equal(r->elements, 5);
+    assert_int_equal(r->elements, n + 1); /* d_1..d_n, now */
+}
+
+static void evalsha(gw_store_t *s, res_t *r, const char *key, uint64_t l, uint64_t w, uint64_t b)
+{
+    gw_gcra_policy_t p = {l, w, b};
+    evalsha_n(s, r, 1, &key, &p);
+}
+
+/* the reply of Redis against the pure C function on the same clock (Redis' TIME): same verdict,
+ * same numbers, same stored state */
+static int replay_n(gw_store_t *s, res_t *r, size_t n, const char *const *keys, const gw_gcra_policy_t *p, gw_gcra_state_t *st)
+{
+    gw_gcra_result_t g[GW_RATELIMIT_MAX_POLICIES], gl[GW_RATELIMIT_MAX_POLICIES];
+    uint64_t d[GW_RATELIMIT_MAX_POLICIES];
+    int all = gw_gcra_all(n, p, r->ints[n], st, g);
+    assert_true(all >= 0);
+    for (size_t i = 0; i != n; ++i)
+        d[i] = (uint64_t)r->ints[i];
+    assert_int_equal(gw_gcra_results(n, p, d, gl), all);
+    for (size_t i = 0; i != n; ++i) {
+        assert_int_equal(gl[i].allowed, g[i].allowed);
+        assert_int_equal(gl[i].remaining, g[i].remaining);
+        assert_int_equal(gl[i].reset_ms, g[i].reset_ms);
+        assert_int_equal(gl[i].retry_after_ms, g[i].retry_after_ms);
+        /* the stored state is the C state, bit for bit */
+        res_t v;
+        sync_cmd(s, &v, 1, "GET", keys[i], NULL, NULL);
+        if (st[i].tat_ms == 0 && st[i].tat_frac == 0) {
+            assert_int_equal(v.type, REDIS_REPLY_NIL);
+        } else if (st[i].tat_ms >= r->ints[n]) { /* not expired yet */
+            char expect[64];
+            snprintf(expect, sizeof(expect), "%lld:%llu", (long long)st[i].tat_ms, (unsigned long long)st[i].tat_frac);
+            if (v.type != REDIS_REPLY_NIL || st[i].tat_ms > (int64_t)redis_now_ms() + 5)
+                assert_string_equal(v.str, expect);
+        }
+    }
+    return all;
 }
 
 static void replay(res_t *r, uint64_t l, uint64_t w, uint64_t b, gw_gcra_state_t *st)
 {
     gw_gcra_result_t g;
-    assert_int_equal(gw_gcra(l, w, b, r->ints[4], st, &g), 0);
-    assert_int_equal(r->ints[0], g.allowed);
-    assert_int_equal(r->ints[1], g.remaining);
-    assert_int_equal(r->ints[2], g.reset_ms);
-    assert_int_equal(r->ints[3], g.retry_after_ms);
+    gw_gcra_policy_t p = {l, w, b};
+    uint64_t d = (uint64_t)r->ints[0];
+    gw_gcra_result_t gl;
+    assert_int_equal(gw_gcra(l, w, b, r->ints[1], st, &g), 0);
+    assert_int_equal(gw_gcra_results(1, &p, &d, &gl), g.allowed);
+    assert_int_equal(gl.allowed, g.allowed);
+    assert_int_equal(gl.remaining, g.remaining);
+    assert_int_equal(gl.reset_ms, g.reset_ms);
+    assert_int_equal(gl.retry_after_ms, g.retry_after_ms);
 }
 
 static void test_lua_matches_pure(void **state)
@@ -410,40 +461,76 @@ static void test_lua_matches_pure(void **state)
     gw_store_preload(s, &lua);
     assert_true(wait_up(s, 2000));
     res_t r;
-    sync_cmd(s, &r, 1, "DEL", "hegate:rl:{t:lua1}", NULL, NULL);
-    sync_cmd(s, &r, 1, "DEL", "hegate:rl:{t:lua2}", NULL, NULL);
+    const char *k1 = "hegate:rl:{t:lua}:1", *k2 = "hegate:rl:{t:lua}:2", *k3 = "hegate:rl:{t:lua}:3", *k4 = "hegate:rl:{t:lua}:4";
+    sync_cmd(s, &r, 1, "DEL", k1, NULL, NULL);
+    sync_cmd(s, &r, 1, "DEL", k2, NULL, NULL);
+    sync_cmd(s, &r, 1, "DEL", k3, NULL, NULL);
+    sync_cmd(s, &r, 1, "DEL", k4, NULL, NULL);
     /* a long window: exact burst, then denials with the same numbers as the C code */
     gw_gcra_state_t st = {0, 0};
     int allowed = 0;
     for (int i = 0; i != 15; ++i) {
-        evalsha(s, &r, "hegate:rl:{t:lua1}", "5", "3600000", "10");
+        evalsha(s, &r, k1, 5, 3600000, 10);
         replay(&r, 5, 3600000, 10, &st);
-        allowed += (int)r.ints[0];
+        allowed += r.ints[0] + 3600000 <= 10 * 3600000;
     }
     assert_int_equal(allowed, 10);
     /* the stored state is the C state, and expires when the key is full again */
-    sync_cmd(s, &r, 1, "GET", "hegate:rl:{t:lua1}", NULL, NULL);
+    sync_cmd(s, &r, 1, "GET", k1, NULL, NULL);
     char expect[64];
     snprintf(expect, sizeof(expect), "%lld:%llu", (long long)st.tat_ms, (unsigned long long)st.tat_frac);
     assert_string_equal(r.str, expect);
-    sync_cmd(s, &r, 1, "PTTL", "hegate:rl:{t:lua1}", NULL, NULL);
+    sync_cmd(s, &r, 1, "PTTL", k1, NULL, NULL);
     assert_true(r.integer > 7100000 && r.integer <= 7200000);
     /* real time passing, fractional interval (333.3 ms): still identical */
     gw_gcra_state_t st2 = {0, 0};
     for (int i = 0; i != 25; ++i) {
-        evalsha(s, &r, "hegate:rl:{t:lua2}", "3", "1000", "3");
+        evalsha(s, &r, k2, 3, 1000, 3);
         replay(&r, 3, 1000, 3, &st2);
         run_for(37);
     }
+    /* several keys in one call, all or nothing: A (tight: 3 per hour) and B (loose) in one slot; the
+     * requests A refuses leave B untouched, in Redis as in C. Large values too: a limit near 2^50
+     * (fractions of 16 digits) and tat far beyond 2^32 ms. */
+    {
+        const char *keys[] = {k3, k4};
+        gw_gcra_policy_t p[] = {{3, 3600000, 3}, {((uint64_t)1 << 50) - 3, 1000, 1000}};
+        gw_gcra_state_t sts[2] = {{0, 0}, {0, 0}};
+        int admitted = 0;
+        for (int i = 0; i != 12; ++i) {
+            evalsha_n(s, &r, 2, keys, p);
+            admitted += replay_n(s, &r, 2, keys, p, sts);
+        }
+        assert_int_equal(admitted, 3);
+        /* the order of the keys does not matter */
+        const char *rkeys[] = {k4, k3};
+        gw_gcra_policy_t rp[] = {p[1], p[0]};
+        gw_gcra_state_t rsts[2] = {sts[1], sts[0]};
+        evalsha_n(s, &r, 2, rkeys, rp);
+        assert_int_equal(replay_n(s, &r, 2, rkeys, rp, rsts), 0);
+    }
+    /* a corrupt value is a fresh key; a state far ahead (clock went back) is clamped and stored */
+    sync_cmd(s, &r, 1, "SET", k1, "garbage", NULL);
+    evalsha(s, &r, k1, 5, 3600000, 10);
+    assert_int_equal(r.ints[0], 0);
+    sync_cmd(s, &r, 1, "SET", k1, "99999999999999:0", NULL);
+    evalsha(s, &r, k1, 5, 3600000, 10);
+    assert_int_equal(r.ints[0], 10 * 3600000); /* d = tau: refused */
+    sync_cmd(s, &r, 1, "GET", k1, NULL, NULL);
+    long long now = 0;
+    assert_int_equal(sscanf(r.str, "%lld:", &now) == 1, 1);
+    assert_true(now < 99999999999999LL); /* repaired */
     /* NOSCRIPT: the script cache is flushed behind our back; EVAL takes over, once */
+    sync_cmd(s, &r, 1, "DEL", k1, NULL, NULL);
+    st = (gw_gcra_state_t){0, 0};
     redisReply *rep = redis_sync(redis_servers[main_idx].port, "SCRIPT FLUSH");
     freeReplyObject(rep);
-    evalsha(s, &r, "hegate:rl:{t:lua1}", "5", "3600000", "10");
+    evalsha(s, &r, k1, 5, 3600000, 10);
     replay(&r, 5, 3600000, 10, &st);
     gw_store_stats_t stats;
     gw_store_get_stats(s, &stats);
     assert_int_equal(stats.noscript, 1);
-    evalsha(s, &r, "hegate:rl:{t:lua1}", "5", "3600000", "10"); /* EVAL cached it again */
+    evalsha(s, &r, k1, 5, 3600000, 10); /* EVAL cached it again */
     gw_store_get_stats(s, &stats);
     assert_int_equal(stats.noscript, 1);
     store_done(s);
@@ -511,7 +598,7 @@ static void test_two_nodes_share_budget(void **state)
     gw_ratelimit_ctx_t *c2 = ctx_new(s2, GW_STORE_DOWN_LOCAL, 2, 1);
     assert_true(wait_up(s1, 2000) && wait_up(s2, 2000));
     res_t r;
-    sync_cmd(s1, &r, 1, "DEL", "hegate:rl:{shared:198.51.100.7}", NULL, NULL);
+    sync_cmd(s1, &r, 1, "DEL", "hegate:rl:{ip:198.51.100.7}:shared", NULL, NULL);
     gw_ratelimit_conf_t p = {"shared", GW_LIMIT_KEY_IP, 5, 3600000, 10, 1};
     assert_int_equal(shared_budget(c1, c2, &p, "198.51.100.7", 40), 10);
     /* after the first denial each node answers from its deny cache: no more round trips */
@@ -531,7 +618,53 @@ static void test_two_nodes_share_budget(void **state)
     gw_ratelimit_format_state(buf, sizeof(buf), v.results, v.n);
     assert_true(strncmp(buf, "\"shared\";r=0;t=", 15) == 0);
 
-    /* several policies of one request go out together, one round trip each */
+    /* two policies of one identity (one slot): ONE script call, all or nothing. "aon-tight" (3 per
+     * hour) refuses after 3; the refused requests do not consume "aon-loose" (10 per hour) */
+    {
+        gw_ratelimit_conf_t tight = {"aon-tight", GW_LIMIT_KEY_IP, 3, 3600000, 3, 1};
+        gw_ratelimit_conf_t loose = {"aon-loose", GW_LIMIT_KEY_IP, 10, 3600000, 10, 1};
+        const gw_ratelimit_conf_t *tl[] = {&loose, &tight};
+        h2o_iovec_t ip2[] = {{"198.51.100.8", 12}, {"198.51.100.8", 12}};
+        sync_cmd(s1, &r, 1, "DEL", "hegate:rl:{ip:198.51.100.8}:aon-tight", NULL, NULL);
+        sync_cmd(s1, &r, 1, "DEL", "hegate:rl:{ip:198.51.100.8}:aon-loose", NULL, NULL);
+        gw_ratelimit_ctx_t *c3 = ctx_new(s2, GW_STORE_DOWN_CLOSED, 1, 1);
+        gw_store_stats_t b0, b1;
+        gw_store_get_stats(s2, &b0);
+        int ok = 0, refused = 0;
+        for (int i = 0; i != 8; ++i) {
+            verdict_wait_t w = {0, NULL};
+            /* a fresh context each time for the refusals: no deny cache, Redis answers every time */
+            gw_ratelimit_ctx_t *cx = i < 3 ? c3 : ctx_new(s2, GW_STORE_DOWN_CLOSED, 1, 1);
+            gw_ratelimit_check_t *c = gw_ratelimit_check(cx, tl, ip2, 2, &v, on_verdict, &w);
+            assert_non_null(c);
+            assert_true(run_until(&w.done, 2000));
+            assert_int_equal(v.results[0].source, GW_RL_SOURCE_STORE);
+            assert_int_equal(v.results[1].source, GW_RL_SOURCE_STORE);
+            if (v.verdict == GW_RL_ALLOW) {
+                ++ok;
+                assert_int_equal(v.results[0].remaining, 10 - (uint64_t)ok);
+            } else {
+                ++refused;
+                assert_true(v.results[0].allowed); /* the loose policy would admit it... */
+                assert_int_equal(v.results[0].remaining, 7); /* ...and is not charged */
+                assert_false(v.results[1].allowed);
+                assert_int_equal(v.retry_after_s, 1200);
+            }
+            if (cx != c3)
+                ctx_done(cx);
+        }
+        assert_int_equal(ok, 3);
+        assert_int_equal(refused, 5);
+        gw_store_get_stats(s2, &b1);
+        assert_int_equal(b1.commands - b0.commands, 8); /* one call per request for both policies */
+        /* in Redis: loose charged 3 times only (its tat is 3 intervals = 3 x 360 s ahead) */
+        sync_cmd(s1, &r, 1, "PTTL", "hegate:rl:{ip:198.51.100.8}:aon-loose", NULL, NULL);
+        assert_true(r.integer > 3 * 360000 - 10000 && r.integer <= 3 * 360000);
+        ctx_done(c3);
+    }
+
+    /* policies of different identities (user, client: different slots) go out together, one round
+     * trip per slot, pipelined */
     gw_ratelimit_conf_t a = {"pa", GW_LIMIT_KEY_USER, 100, 1000, 100, 1}, b = {"pb", GW_LIMIT_KEY_CLIENT, 7, 1000, 7, 1};
     const gw_ratelimit_conf_t *ps[] = {&a, &b};
     h2o_iovec_t keys[] = {{"u1", 2}, {"c1", 2}};
@@ -771,7 +904,7 @@ static void test_cluster_routing(void **state)
     for (int k = 0; k != 3; ++k) { /* keys on different masters */
         snprintf(key, sizeof(key), "192.0.2.%d", k * 37);
         char skey[128];
-        gw_ratelimit_store_key(skey, sizeof(skey), "shared", key, strlen(key));
+        assert_true(gw_ratelimit_store_key(skey, sizeof(skey), &p, key, strlen(key)) != 0);
         sync_cmd(s, &r[0], 1, "DEL", skey, NULL, NULL);
         assert_null(r[0].err);
         assert_int_equal(shared_budget(c1, c2, &p, key, 30), 10);

@@ -65,6 +65,7 @@ typedef struct {
     auth_keyset_t *token_keys;   /* keys.dir/token/, NULL when the folder does not exist */
     auth_keyset_t **issuer_keys; /* one per trusted issuer */
     auth_verifier_t *verifier;   /* NULL when no issuer has keys: every protected route answers 401 */
+    void *qr;                    /* the city code's keys (qr/endpoints.c), NULL when keys.dir/code does not exist */
 } gw_gen_t;
 
 gw_gen_t *gw_gen_build(gw_conf_t *conf, gw_errors_t *errs); /* takes ownership of CONF on success */
@@ -142,6 +143,15 @@ void gw_pipeline_register(h2o_pathconf_t *pathconf);
 /* auth/wellknown.c: /.well-known/openid-configuration, /.well-known/oauth-authorization-server,
  * /.well-known/jwks.json. Returns 0 when it answered, -1 when the path is not one of its own. */
 int auth_wellknown_handle(gw_req_t *greq);
+
+/* qr/endpoints.c: /qr/v1/... (SPEC §7.3). Returns 0 when it answered (or will answer), -1 when the
+ * path is not one of its own. */
+int qr_endpoints_handle(gw_req_t *greq);
+/* The city-code state of a generation (code keys from keys.dir/code, the trust list's keys, the
+ * per-scene pseudonym secrets): 0 with *OUT set (NULL when keys.dir/code does not exist), or -1 with
+ * a reason in ERR. Freed by qr_endpoints_gen_free. */
+int qr_endpoints_gen_build(const gw_conf_t *conf, void **out, char *err, size_t errsz);
+void qr_endpoints_gen_free(void *qr);
 
 /* ---- hygiene.c ------------------------------------------------------------------------------- */
 

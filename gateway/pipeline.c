@@ -265,6 +265,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     if (req->path_normalized.len > 7 && memcmp(req->path_normalized.base, "/oauth2/", 8) == 0 && auth_oauth_handle(greq) == 0)
         return 0;
+    if (req->path_normalized.len > 6 && memcmp(req->path_normalized.base, "/qr/v1/", 7) == 0 && qr_endpoints_handle(greq) == 0)
+        return 0;
     /* route and method */
     if ((greq->route = route_match(greq->gen->routes, req->path_normalized.base, req->path_normalized.len)) == NULL) {
         gw_problem_send(greq, 404, "not-found", "Not Found", "no route matches the request path");

@@ -113,6 +113,8 @@ Exit:
 static void gen_free_auth(gw_gen_t *gen, size_t num_issuers)
 {
     auth_verifier_free(gen->verifier);
+    qr_endpoints_gen_free(gen->qr);
+    gen->qr = NULL;
     auth_keyset_free(gen->token_keys);
     if (gen->issuer_keys != NULL)
         for (size_t i = 0; i != num_issuers; ++i)
@@ -147,6 +149,10 @@ static int gen_build_auth(gw_gen_t *gen, gw_errors_t *errs)
     if (access(dir, F_OK) == 0 &&
         (gen->token_keys = auth_keyset_load(conf->keys_dir, AUTH_KEY_TOKEN, now, (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY,
                                             err, sizeof(err))) == NULL) {
+        add_gen_error(errs, "%s:0: keys.dir %s: %s", conf->path, conf->keys_dir, err);
+        return -1;
+    }
+    if (qr_endpoints_gen_build(conf, &gen->qr, err, sizeof(err)) != 0) {
         add_gen_error(errs, "%s:0: keys.dir %s: %s", conf->path, conf->keys_dir, err);
         return -1;
     }

@@ -11,7 +11,8 @@
 # with BENCH_C connections x BENCH_M streams; p50/p99 from h2load's per-request log.
 # Prints a markdown table (also written to build/bench/results.md) with ratios to h2o on the same
 # protocol. A benchmark is not a test: it always exits 0 when it could measure.
-# Env: BENCH_N (200000), BENCH_C (50), BENCH_M (10), BENCH_QUICK=1 (20000 requests).
+# Env: BENCH_N (200000), BENCH_C (50), BENCH_M (10), BENCH_QUICK=1 (20000 requests),
+#      BENCH_REDIS_CPU (the core redis-server is pinned to; default the client core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -80,7 +81,8 @@ NGX
 start taskset -c $CLIENT_CPU nginx -c "$T/nginx.conf" -p "$T/nginx" -g 'daemon off;'
 wait_port "$BE"
 REDIS=$(port)
-start taskset -c $CLIENT_CPU redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$T" --loglevel warning > "$T/redis.log"
+REDIS_CPU=${BENCH_REDIS_CPU:-$CLIENT_CPU}   # where the shared store runs (default: beside client and back end)
+start taskset -c $REDIS_CPU redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$T" --loglevel warning > "$T/redis.log"
 wait_port "$REDIS"
 
 # ---- measuring -----------------------------------------------------------------------------------------

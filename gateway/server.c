@@ -79,7 +79,8 @@ static int resolve_target(const char *host, uint16_t port, struct sockaddr_stora
 static gw_target_t *target_get(const char *host, uint16_t port)
 {
     char authority[300];
-    snprintf(authority, sizeof(authority), "%s:%u", host, port);
+    /* an IPv6 literal needs its brackets back in an authority (the config stores the bare address) */
+    snprintf(authority, sizeof(authority), strchr(host, ':') != NULL && host[0] != '[' ? "[%s]:%u" : "%s:%u", host, port);
     gw_target_t *t = NULL;
     pthread_mutex_lock(&targets_mutex);
     for (size_t i = 0; i != num_targets; ++i)

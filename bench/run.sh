@@ -1,250 +1,209 @@
 #!/usr/bin/env bash
 # bench/run.sh — `make bench`: hegate beside reference servers, measured in ONE run with h2load.
 #
-#   back end   nginx (one worker, small JSON), on core 1, shared by every row
-#   h2o        Debian's h2o 2.2.5 as a reverse proxy (1 thread)      } each pinned to core 0,
-#   haproxy    HAProxy 2.6 as a reverse proxy (nbthread 1)           } one at a time
-#   hegate     build/hegate (threads: 1) on a public route, a rate-limited route (2 policies, Redis),
-#              an authenticated route (the same ES256 token every time: the verified-token cache path)
-#   haproxy+jwt  HAProxy doing ES256 jwt_verify on every request (the reference for the auth row)
-# h2load (client) and the back end run on core 1. Each row: a short warm-up, then BENCH_N requests
-# with BENCH_C connections x BENCH_M streams; p50/p99 from h2load's per-request log.
-# Prints a markdown table (also written to build/bench/results.md) with ratios to h2o on the same
-# protocol. A benchmark is not a test: it always exits 0 when it could measure.
-# Env: BENCH_N (200000), BENCH_C (50), BENCH_M (10), BENCH_QUICK=1 (20000 requests),
-#      BENCH_REDIS_CPU (the core redis-server is pinned to; default the client core).
-set -euo pipefail
+#   back end      nginx (one worker, ~100-byte JSON, keep-alive) and Redis on core 1, shared by every
+#                 row; nginx is also measured directly (h2c and TLS)
+#   h2o           Debian's h2o 2.2.5 standalone as a reverse proxy (num-threads 1)   } all pinned to
+#   haproxy       HAProxy 2.6 as a reverse proxy (nbthread 1), + ES256 jwt_verify    } core 0; started
+#   hegate        build/hegate (threads: 1): public route, rate-limited route,        } together, loaded
+#                 authenticated route                                                 } one at a time
+# h2load (one thread) runs on core 1. Each row: a warm-up run, then BENCH_N requests over BENCH_C
+# connections x BENCH_M streams; req/s from h2load, p50/p99 from its per-request log (--log-file), the
+# server's CPU time per request, and how busy both cores and the rest of the machine were meanwhile.
+# Rows that are compared are measured one after the other (this machine is shared: its load moves).
+# The table has ratios to h2o on the same protocol and PASS/MISS lines for the issues' targets; it is
+# printed and written to build/bench/results.md. A benchmark is not a test: exit 0 whenever the back
+# end could be started, whatever the numbers (rows that could not be measured say why).
+#
+#   make bench                                 full run (a few minutes)
+#   BENCH_QUICK=1 ./bench/run.sh               smoke run (-n 20000)
+#   BENCH_N=… BENCH_C=… BENCH_M=…              h2load parameters (defaults 200000, 50, 10)
+#   BENCH_ROUNDS=3 ./bench/run.sh              every row three times: median row, median of the
+#                                              within-round comparisons (use it on a busy machine)
+#   BENCH_ONLY='h2o|hegate public' …           only the rows whose "NAME proto" matches
+#   BENCH_PROFILE='hegate public route h2c' …  perf record (DWARF call graphs) on the server during that
+#                                              row: build/bench/profile-*.txt (+ .callers.txt, .data)
+#   BENCH_SYSCALLS=1 …                         syscalls, epoll_ctl, context switches per request
+#   BENCH_REDIS_CPU=0 …                        the core redis-server is pinned to (default: the client core)
+#   HEGATE_BIN=path                            another hegate binary
+# More knobs: bench/lib.sh.
+#
+# Layout: bench/lib.sh (machinery: bench_row, bench_target, bench_micro …), bench/tools.py
+# (percentiles, CPU accounting, the markdown table), bench/conf/*.tmpl (server configurations; @NAME@
+# = exported variables below), bench/auth_bench.c (token verifier micro-benchmark).
+# To add a row: configure what it needs (a route in conf/hegate.yaml.tmpl, a fixture below), add
+# `row SERVER NAME URL [h2load args...]` next to the row it is compared with, and a bench_target line.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-HEGATE=${HEGATE_BIN:-$ROOT/build/hegate}
-PY=/usr/bin/python3
-N=${BENCH_N:-200000}; C=${BENCH_C:-50}; M=${BENCH_M:-10}
-[ "${BENCH_QUICK:-0}" = 1 ] && N=20000
-WARM=$(( N / 10 > 20000 ? 20000 : N / 10 ))
-SERVER_CPU=0; CLIENT_CPU=1
-[ "$(nproc)" -lt 2 ] && CLIENT_CPU=0
+. bench/lib.sh
+bench_init
+HEGATE=${HEGATE_BIN:-$BENCH_ROOT/build/hegate}
+T=$BENCH_TMP; export T
+bench_header
 
-T=$(mktemp -d /tmp/hegate-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT INT TERM
-
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "bench: port $1 did not open; logs:" >&2
-  tail -n 5 "$T"/*.log "$T"/*.out "$T"/*.err 2>/dev/null >&2 || true
-  return 1
-}
-start() { "$@" & PIDS+=($!); }   # background, remembered for cleanup
-stop_last() { local p=${PIDS[-1]}; kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; unset 'PIDS[-1]'; }
-
-# ---- fixtures: TLS certificate, keys, token ----------------------------------------------------------
+# ---- fixtures: TLS certificate (EC P-256, self-signed), token keys, one access token --------------------
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" \
-  -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+  -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2> "$T/openssl.log" \
+  || { bench_log "cannot make the TLS certificate"; cat "$T/openssl.log" >&2; exit 1; }
 cat "$T/cert.pem" "$T/key.pem" > "$T/combined.pem"
-"$HEGATE" keys generate --dir "$T/keys" > /dev/null
-TOKEN_KEY=$(ls "$T"/keys/token/*.pem)
+
+HEGATE_OK=1; HEGATE_WHY=""
+if [ ! -x "$HEGATE" ]; then HEGATE_OK=0; HEGATE_WHY="$HEGATE is not built"
+elif ! "$HEGATE" keys generate --dir "$T/keys" > "$T/keys.log" 2>&1; then
+  HEGATE_OK=0; HEGATE_WHY="hegate keys generate failed: $(head -1 "$T/keys.log")"
+fi
+TOKEN_KEY=$(ls "$T"/keys/token/*.pem 2>/dev/null | head -1)
+if [ -z "$TOKEN_KEY" ]; then   # no hegate: a key of our own, for HAProxy's jwt_verify row only
+  mkdir -p "$T/keys-own"; TOKEN_KEY=$T/keys-own/0-bench.pem
+  openssl ecparam -name prime256v1 -genkey -noout -out "$TOKEN_KEY" 2>/dev/null
+fi
+TOKEN_KID=$(basename "$TOKEN_KEY" .pem); TOKEN_KID=${TOKEN_KID#*-}   # keys are <unix-time>-<kid>.pem
 openssl ec -in "$TOKEN_KEY" -pubout -out "$T/token-pub.pem" 2>/dev/null
-TOKEN=$($PY - "$TOKEN_KEY" <<'PYEOF'
-import sys, time, hashlib, base64, jwt
+# An access token as SPEC §6 (typ at+jwt, ES256, kid), minted independently with PyJWT.
+TOKEN=$($BENCH_PY - "$TOKEN_KEY" "$TOKEN_KID" <<'PYEOF'
+import sys, time, jwt
 from cryptography.hazmat.primitives import serialization
 key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), None)
-spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-kid = base64.urlsafe_b64encode(hashlib.sha256(spki).digest()[:8]).rstrip(b"=").decode()
 now = int(time.time())
 print(jwt.encode({"iss": "https://bench.hegate.test", "sub": "bench-user", "aud": "hegate", "client_id": "bench",
                   "scope": "bench", "iat": now, "exp": now + 3600, "jti": "bench-1", "sid": "bench-s"},
-                 key, algorithm="ES256", headers={"typ": "at+jwt", "kid": kid}))
+                 key, algorithm="ES256", headers={"typ": "at+jwt", "kid": sys.argv[2]}))
 PYEOF
-)
+) || { bench_log "cannot mint the bench token"; TOKEN=none; }
+AUTH="authorization: Bearer $TOKEN"
 
-# ---- the back end --------------------------------------------------------------------------------------
-BE=$(port); BE2=$(port)
+# ---- the back end (and Redis for the rate-limited rows), on the client core --------------------------------
+bench_port BACKEND_PORT BACKEND_H2C_PORT BACKEND_TLS_PORT REDIS_PORT
 mkdir -p "$T/nginx"
-cat > "$T/nginx.conf" <<NGX
-worker_processes 1;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 75s;
-  server {
-    listen 127.0.0.1:$BE;
-    listen 127.0.0.1:$BE2 http2;
-    location / { default_type application/json; return 200 '{"ok":true,"service":"bench","items":[1,2,3]}'; }
-  }
+bench_render bench/conf/nginx.conf.tmpl "$T/nginx.conf" || exit 1
+bench_start nginx "$BENCH_CLIENT_CPU" nginx -c "$T/nginx.conf" -p "$T/nginx" -g 'daemon off;'
+bench_wait_port nginx "$BACKEND_PORT" "$BACKEND_H2C_PORT" "$BACKEND_TLS_PORT" || { bench_log "no back end, no benchmark"; exit 1; }
+NGINX_OK=1
+REDIS_CPU=${BENCH_REDIS_CPU:-$BENCH_CLIENT_CPU}   # where the shared store runs (default: beside client and back end)
+bench_start redis "$REDIS_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$T" --loglevel warning
+if bench_wait_port redis "$REDIS_PORT"; then REDIS_OK=1; else REDIS_OK=0; fi
+
+# ---- the servers under test: all started now, pinned to the server core -----------------------------------
+# An idle server costs nothing, so they all run for the whole bench and the rows can alternate between
+# them: rows that are compared are measured seconds apart, not minutes (this machine is shared, and its
+# load changes from minute to minute). Each start_* sets NAME_OK=1, or NAME_OK=0 and NAME_WHY="reason".
+start_h2o() {
+  bench_port H2O_PORT H2O_TLS_PORT
+  if [ "$(id -u)" = 0 ]; then H2O_USER_LINE="user: root"; else H2O_USER_LINE="# (not root: no user directive)"; fi
+  export H2O_USER_LINE
+  bench_render bench/conf/h2o.conf.tmpl "$T/h2o.conf"
+  bench_start h2o "$BENCH_SERVER_CPU" h2o -c "$T/h2o.conf"
+  if bench_wait_port h2o "$H2O_PORT" "$H2O_TLS_PORT"; then H2O_OK=1; else H2O_OK=0; H2O_WHY="h2o did not start"; fi
 }
-NGX
-start taskset -c $CLIENT_CPU nginx -c "$T/nginx.conf" -p "$T/nginx" -g 'daemon off;'
-wait_port "$BE"
-REDIS=$(port)
-REDIS_CPU=${BENCH_REDIS_CPU:-$CLIENT_CPU}   # where the shared store runs (default: beside client and back end)
-start taskset -c $REDIS_CPU redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$T" --loglevel warning > "$T/redis.log"
-wait_port "$REDIS"
+start_haproxy() {
+  bench_port HAPROXY_PORT HAPROXY_TLS_PORT HAPROXY_JWT_PORT
+  bench_render bench/conf/haproxy.cfg.tmpl "$T/haproxy.cfg"
+  bench_start haproxy "$BENCH_SERVER_CPU" haproxy -f "$T/haproxy.cfg" -db
+  if bench_wait_port haproxy "$HAPROXY_PORT" "$HAPROXY_TLS_PORT" "$HAPROXY_JWT_PORT"; then HAPROXY_OK=1
+  else HAPROXY_OK=0; HAPROXY_WHY="haproxy did not start"; fi
+}
+start_hegate() {
+  bench_port HEGATE_PORT HEGATE_TLS_PORT HEGATE_ADMIN_PORT
+  bench_render bench/conf/hegate.yaml.tmpl "$T/hegate.yaml"
+  [ "$HEGATE_OK" = 1 ] || return 0   # HEGATE_WHY says why (not built, keys failed)
+  if ! "$HEGATE" check -c "$T/hegate.yaml" > "$T/hegate-check.log" 2>&1; then
+    HEGATE_OK=0; HEGATE_WHY="hegate check refused the bench configuration: $(grep -m1 . "$T/hegate-check.log")"
+    cat "$T/hegate-check.log" >&2
+    return 0
+  fi
+  bench_start hegate "$BENCH_SERVER_CPU" "$HEGATE" -c "$T/hegate.yaml"
+  bench_wait_port hegate "$HEGATE_PORT" "$HEGATE_TLS_PORT" || { HEGATE_OK=0; HEGATE_WHY="hegate did not start (see above)"; }
+}
+start_h2o
+start_haproxy
+start_hegate
+# HOOK: another server under test (a reference, another gateway build): start_NAME here, rows below.
 
-# ---- measuring -----------------------------------------------------------------------------------------
-RESULTS="$T/results.tsv"; : > "$RESULTS"
-# bench_row NAME PROTO URL [h2load args...]: one row of the table
-bench_row() {
-  local name=$1 proto=$2 url=$3; shift 3
-  taskset -c $CLIENT_CPU h2load -n "$WARM" -c "$C" -m "$M" "$@" "$url" > /dev/null 2>&1 || true
-  local log="$T/lat.log" out
-  rm -f "$log"
-  out=$(timeout 300 taskset -c $CLIENT_CPU h2load -n "$N" -c "$C" -m "$M" --log-file="$log" "$@" "$url" 2>&1) || true
-  local rps ok
-  rps=$(printf '%s\n' "$out" | awk '/^finished in/ {print $4}')
-  ok=$(printf '%s\n' "$out" | awk '/^status codes:/ {gsub(",","",$3); print $3}')
-  read -r p50 p99 < <($PY -c '
-import sys
-v = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip())
-print("%.2f %.2f" % (v[len(v)//2]/1000, v[min(len(v)-1, int(len(v)*0.99))]/1000)) if v else print("nan nan")' "$log" 2>/dev/null || echo "nan nan")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$proto" "${rps:-0}" "$p50" "$p99" "${ok:-0}" >> "$RESULTS"
-  printf '  %-34s %-5s %10s req/s  p50 %6s ms  p99 %7s ms  (2xx %s/%s)\n' "$name" "$proto" "${rps:-0}" "$p50" "$p99" "${ok:-0}" "$N" >&2
+# row SERVER NAME URL [h2load args...]: bench_row measured on SERVER (its CPU per request, its profile),
+# or a "not measured" line when SERVER did not start
+row() {
+  local server=$1 okv=${1^^}_OK whyv=${1^^}_WHY ok why proto; shift
+  ok=${!okv:-0}; why=${!whyv:-not started}
+  case $2 in https://*) proto=tls ;; *) proto=h2c ;; esac
+  if [ "$ok" != 1 ]; then bench_skip "$1" "$proto" "$why"; return; fi
+  bench_server_pid "$server"
+  bench_row "$@"
 }
 
-echo "bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "bench: h2load -n $N -c $C -m $M; servers under test on core $SERVER_CPU, client and back end on core $CLIENT_CPU" >&2
+H2O="h2o 2.2.5 reverse proxy"; HAP="HAProxy 2.6 reverse proxy"; PUB="hegate public route"
+HG=http://127.0.0.1:${HEGATE_PORT:-0}; HGS=https://127.0.0.1:${HEGATE_TLS_PORT:-0}
+for BENCH_ROUND in $(seq 1 "$BENCH_ROUNDS"); do
+  [ "$BENCH_ROUNDS" -gt 1 ] && bench_log "round $BENCH_ROUND of $BENCH_ROUNDS"
+  # h2c: back end direct, h2o, hegate's public route (no token, no limit: issue 3), then the hegate
+  # routes compared with it (issues 4 and 5) and their references, HAProxy last
+  # (the direct rows' server CPU is the back end's: nginx runs on the client core)
+  row nginx   "back end (nginx) direct" "http://127.0.0.1:$BACKEND_H2C_PORT/bench"
+  row h2o     "$H2O" "http://127.0.0.1:${H2O_PORT:-0}/bench"
+  row hegate  "$PUB" "$HG/bench"
+  # issue 4: two policies, one pipelined Redis round trip per request
+  if [ "$REDIS_OK" = 1 ]; then row hegate "hegate rate-limited route (2 policies)" "$HG/limited/bench"
+  else bench_skip "hegate rate-limited route (2 policies)" h2c "redis-server did not start"; fi
+  # issue 5: the same token on every request (the verified-token cache path), and its reference:
+  # HAProxy verifying the token (ES256) on every request. h2load (nghttp2) never indexes
+  # `authorization` in HPACK: every request carries the whole token, as many real clients do.
+  row hegate  "hegate authenticated route (cached token)" "$HG/auth/bench" -H "$AUTH"
+  row haproxy "HAProxy 2.6 + ES256 jwt_verify" "http://127.0.0.1:${HAPROXY_JWT_PORT:-0}/bench" -H "$AUTH"
+  row haproxy "$HAP" "http://127.0.0.1:${HAPROXY_PORT:-0}/bench"
+  # TLS (h2 by ALPN)
+  row nginx   "back end (nginx) direct" "https://127.0.0.1:$BACKEND_TLS_PORT/bench"
+  row h2o     "$H2O" "https://127.0.0.1:${H2O_TLS_PORT:-0}/bench"
+  row hegate  "$PUB" "$HGS/bench"
+  row haproxy "$HAP" "https://127.0.0.1:${HAPROXY_TLS_PORT:-0}/bench"
+  # HOOK: new rows go here, next to the row they are compared with; give each its bench_target below.
+  # HOOK (issue 5): the cache-miss path needs a distinct token per request, which h2load cannot send
+  #   (its headers are fixed for a run): measure it with a small client of our own as a bench_micro,
+  #   or as several short h2load runs over a token list. The library rate is the bench_micro below.
+  # HOOK (issue 5): token endpoint, client_credentials (a confidential client in hegate.yaml.tmpl):
+  #   printf 'grant_type=client_credentials&scope=bench' > "$T/cc.form"
+  #   row hegate "hegate token endpoint (client_credentials)" "$HG/oauth2/token" -d "$T/cc.form" \
+  #     -H 'content-type: application/x-www-form-urlencoded' -H "authorization: Basic $(printf bench-cc:SECRET | base64)"
+  #   Refresh tokens rotate on every use, so the refresh grant needs its own client (bench_micro).
+  # HOOK (issue 6): QR endpoints (SPEC §7.3), e.g. with a resident token holding scope qr:
+  #   printf '{"scene":"transit"}' > "$T/code-req.json"
+  #   row hegate "hegate QR code issuance (text)" "$HG/qr/v1/codes" -d "$T/code-req.json" -H "$RESIDENT_AUTH" -H 'content-type: application/json'
+  #   row hegate "hegate QR code issuance (PNG)"  "$HG/qr/v1/codes/transit.png" -H "$RESIDENT_AUTH"
+  #   Online verification is single use per code (replay set): a distinct code per request, so a
+  #   client of our own (bench_micro); offline verification through qr/ alone is a bench_micro too.
+done
+bench_stop hegate; bench_stop haproxy; bench_stop h2o
 
-bench_row "back end (nginx) direct" h2c "http://127.0.0.1:$BE2/bench"
+# ---- targets (from the issues) and the quiet-machine references (NOTES.md) -------------------------------
+for p in h2c tls; do
+  bench_target "issue 3: hegate $p throughput vs h2o"  rps_ratio "$PUB" $p "$H2O" $p ">=" 0.95
+  bench_target "issue 3: hegate $p p99 vs h2o"         p99_ratio "$PUB" $p "$H2O" $p "<=" 1.10
+done
+bench_target "issue 4: rate-limited route vs public route throughput" rps_ratio \
+  "hegate rate-limited route (2 policies)" h2c "$PUB" h2c ">=" 0.85
+bench_target "issue 4: p99 added by the two policies" p99_added_ms \
+  "hegate rate-limited route (2 policies)" h2c "$PUB" h2c "<=" 1
+bench_target "issue 5: authenticated route (cached) vs public route" rps_ratio \
+  "hegate authenticated route (cached token)" h2c "$PUB" h2c ">=" 0.90
+bench_target "issue 5: authenticated route vs HAProxy ES256 jwt_verify (expect ≥ 5×)" rps_ratio \
+  "hegate authenticated route (cached token)" h2c "HAProxy 2.6 + ES256 jwt_verify" h2c ">=" 5
+# HOOK (issue 5): bench_target "issue 5: token endpoint" rps "hegate token endpoint (client_credentials)" h2c - - ">=" 2000
+# HOOK (issue 6): bench_target "issue 6: codes (text)" rps "hegate QR code issuance (text)" h2c - - ">=" 10000  (PNG 2000)
+bench_expect "back end (nginx) direct" h2c 156000
+bench_expect "$H2O" h2c 108000
+bench_expect "$H2O" tls 101000
+bench_expect "$HAP" h2c 92000
+bench_expect "$HAP" tls 87000
 
-# h2o 2.2.5 standalone
-H2O_P=$(port); H2O_S=$(port)
-cat > "$T/h2o.conf" <<H2O
-num-threads: 1
-user: $(id -un)
-listen: { host: 127.0.0.1, port: $H2O_P }
-listen:
-  host: 127.0.0.1
-  port: $H2O_S
-  ssl: { certificate-file: $T/cert.pem, key-file: $T/key.pem, ocsp-update-interval: 0 }
-hosts:
-  default:
-    paths:
-      /: { proxy.reverse.url: "http://127.0.0.1:$BE/" }
-access-log: /dev/null
-error-log: $T/h2o-error.log
-H2O
-start taskset -c $SERVER_CPU h2o -c "$T/h2o.conf" 2> "$T/h2o.out"
-wait_port "$H2O_P"; wait_port "$H2O_S"
-bench_row "h2o 2.2.5 reverse proxy" h2c "http://127.0.0.1:$H2O_P/bench"
-bench_row "h2o 2.2.5 reverse proxy" tls "https://127.0.0.1:$H2O_S/bench"
-stop_last
+# ---- micro-benchmarks (libraries alone, pinned to the server core) ------------------------------------------
+if [ -f build/libhegate.a ] && cc -std=gnu11 -O2 -I. -DH2O_USE_EPOLL=1 -o "$T/auth_bench" bench/auth_bench.c \
+     build/libhegate.a -lh2o-evloop -lhiredis -ljwt -lqrencode -lpng16 -lyaml -ljansson -lssl -lcrypto -lz \
+     -lpthread -lm 2> "$T/auth_bench.cc.log"; then
+  bench_micro "Token verifier (issue 5 target: cache miss ≥ 12,000/s on one core; \`bench/auth_bench.c\`, OpenSSL's own ECDSA verify rate is the ceiling):" \
+    "$T/auth_bench" 20000 1
+else
+  bench_note "Token verifier micro-benchmark: not built ($(head -1 "$T/auth_bench.cc.log" 2>/dev/null || echo 'no build/libhegate.a'))."
+fi
+# HOOK (issue 6): bench_micro "QR offline verification (qr/ alone)" "$T/qr_bench" …
 
-# HAProxy 2.6
-HA_P=$(port); HA_S=$(port); HA_J=$(port)
-cat > "$T/haproxy.cfg" <<HA
-global
-  nbthread 1
-  maxconn 4000
-  tune.ssl.default-dh-param 2048
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend plain
-  bind 127.0.0.1:$HA_P proto h2
-  default_backend be
-frontend tls
-  bind 127.0.0.1:$HA_S ssl crt $T/combined.pem alpn h2,http/1.1
-  default_backend be
-frontend jwt
-  bind 127.0.0.1:$HA_J proto h2
-  http-request set-var(txn.bearer) http_auth_bearer
-  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify("ES256","$T/token-pub.pem") -m int 1 }
-  default_backend be
-backend be
-  server nginx 127.0.0.1:$BE
-HA
-start taskset -c $SERVER_CPU haproxy -f "$T/haproxy.cfg" -db 2> "$T/haproxy.log"
-wait_port "$HA_P"; wait_port "$HA_S"
-bench_row "HAProxy 2.6 reverse proxy" h2c "http://127.0.0.1:$HA_P/bench"
-bench_row "HAProxy 2.6 reverse proxy" tls "https://127.0.0.1:$HA_S/bench"
-bench_row "HAProxy 2.6 + ES256 jwt_verify" h2c "http://127.0.0.1:$HA_J/bench" -H "authorization: Bearer $TOKEN"
-stop_last
-
-# hegate
-HG_P=$(port); HG_S=$(port); HG_A=$(port)
-cat > "$T/hegate.yaml" <<HG
-issuer: https://bench.hegate.test
-threads: 1
-listen:
-  - { host: 127.0.0.1, port: $HG_P }
-  - { host: 127.0.0.1, port: $HG_S, tls: { cert: $T/cert.pem, key: $T/key.pem } }
-admin: { listen: 127.0.0.1:$HG_A }
-redis: { url: redis://127.0.0.1:$REDIS/0, timeout: 50ms }
-keys: { dir: $T/keys }
-access_log: "off"
-clients:
-  - { id: bench, redirect_uris: [https://bench.example/cb], scopes: [bench] }
-rate_limits:
-  per-ip:     { key: ip, limit: 100000000, window: 1s }
-  per-ip-min: { key: ip, limit: 6000000000, window: 1m }
-routes:
-  - { name: public,  prefix: /bench,   upstreams: [http://127.0.0.1:$BE], scopes: [] }
-  - { name: limited, prefix: /limited, upstreams: [http://127.0.0.1:$BE], scopes: [], rate_limit: [per-ip, per-ip-min] }
-  - { name: auth,    prefix: /auth,    upstreams: [http://127.0.0.1:$BE], scopes: [bench] }
-HG
-start taskset -c $SERVER_CPU "$HEGATE" -c "$T/hegate.yaml" 2> "$T/hegate.err"
-wait_port "$HG_P"; wait_port "$HG_S"
-bench_row "hegate public route" h2c "http://127.0.0.1:$HG_P/bench"
-bench_row "hegate public route" tls "https://127.0.0.1:$HG_S/bench"
-bench_row "hegate rate-limited route (2 policies)" h2c "http://127.0.0.1:$HG_P/limited"
-bench_row "hegate authenticated route (cached)" h2c "http://127.0.0.1:$HG_P/auth" -H "authorization: Bearer $TOKEN"
-stop_last
-
-# ---- the table -------------------------------------------------------------------------------------------
-mkdir -p "$ROOT/build/bench"
-$PY - "$RESULTS" > "$ROOT/build/bench/results.md" <<'PYEOF'
-import sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-ref = {r[1]: r for r in rows if r[0].startswith("h2o")}
-def f(x):
-    try: return float(x)
-    except ValueError: return float("nan")
-print("| server | proto | req/s | p50 ms | p99 ms | 2xx | req/s ÷ h2o | p99 ÷ h2o |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
-for name, proto, rps, p50, p99, ok in rows:
-    r = ref.get(proto)
-    rr = "%.2f" % (f(rps) / f(r[2])) if r and f(r[2]) else "—"
-    pr = "%.2f" % (f(p99) / f(r[4])) if r and f(r[4]) else "—"
-    print("| %s | %s | %.0f | %s | %s | %s | %s | %s |" % (name, proto, f(rps), p50, p99, ok, rr, pr))
-d = {(r[0], r[1]): r for r in rows}
-def line(label, num, den, target, kind="rps"):
-    a, b = d.get(num), d.get(den)
-    if not a or not b: return
-    if kind == "rps":
-        v = f(a[2]) / f(b[2]); ok = v >= target
-        print("- %s: %.2fx (target >= %.2fx) %s" % (label, v, target, "PASS" if ok else "MISS"))
-    else:
-        v = f(a[4]) / f(b[4]); ok = v <= target
-        print("- %s: %.2fx (target <= %.2fx) %s" % (label, v, target, "PASS" if ok else "MISS"))
-print()
-print("Targets:")
-for p in ("h2c", "tls"):
-    line("hegate %s throughput vs h2o" % p, ("hegate public route", p), ("h2o 2.2.5 reverse proxy", p), 0.95)
-    line("hegate %s p99 vs h2o" % p, ("hegate public route", p), ("h2o 2.2.5 reverse proxy", p), 1.10, "p99")
-line("rate-limited route vs public route (h2c)", ("hegate rate-limited route (2 policies)", "h2c"), ("hegate public route", "h2c"), 0.85)
-line("authenticated route vs public route (h2c)", ("hegate authenticated route (cached)", "h2c"), ("hegate public route", "h2c"), 0.90)
-line("authenticated route vs HAProxy ES256 jwt_verify", ("hegate authenticated route (cached)", "h2c"), ("HAProxy 2.6 + ES256 jwt_verify", "h2c"), 5.0)
-a, b = d.get(("hegate rate-limited route (2 policies)", "h2c")), d.get(("hegate public route", "h2c"))
-if a and b:
-    print("- p99 added by the two rate-limit policies: %.2f ms (target <= 1 ms) %s" % (f(a[4]) - f(b[4]), "PASS" if f(a[4]) - f(b[4]) <= 1 else "MISS"))
-PYEOF
-# ---- the verifier alone: ES256 cache-miss verification per core (issue 5 target: >= 12,000/s) ----------
-cc -std=gnu11 -O2 -I. -DH2O_USE_EPOLL=1 -o "$T/auth_bench" bench/auth_bench.c "$ROOT/build/libhegate.a" \
-   -lh2o-evloop -lhiredis -lqrencode -lpng16 -lyaml -ljansson -lssl -lcrypto -lz -lpthread -lm
-{
-  echo
-  echo "Token verifier (library, \`bench/auth_bench.c\`, pinned to core $SERVER_CPU; OpenSSL's own ECDSA verify rate is the reference):"
-  echo '```'
-  taskset -c $SERVER_CPU "$T/auth_bench" 20000 1 2>&1 | grep -v '^token size'
-  echo '```'
-} >> "$ROOT/build/bench/results.md"
-
-echo
-cat "$ROOT/build/bench/results.md"
+bench_report
+exit 0

@@ -29,6 +29,7 @@
 #   BENCH_ONLY                                   regex on "NAME proto": only those rows
 #   BENCH_PROFILE                                regex on "NAME proto": perf record (DWARF call graphs) on
 #                                                the server under test (bench_server_pid) during that row
+#   BENCH_PERF_FREQ                              perf record sampling rate (default 499 Hz)
 #   BENCH_SYSCALLS=1                             perf stat on the server under test: syscalls, epoll_ctl and
 #                                                context switches per request in the note (costs it a little)
 #   BENCH_H2LOAD_ARGS                            added to every h2load run, e.g.
@@ -180,7 +181,7 @@ bench_row() {
   slug=$(printf '%s-%s' "$name" "$proto" | tr -c 'A-Za-z0-9' '-' | tr -s '-' | tr 'A-Z' 'a-z')
   if [ -n "${BENCH_PROFILE:-}" ] && [[ "$name $proto" =~ $BENCH_PROFILE ]] && [ -n "$BENCH_CURRENT_PID" ]; then
     profiling=$BENCH_OUT/profile-$slug
-    perf record -F 499 --call-graph dwarf,16384 -p "$BENCH_CURRENT_PID" -o "$profiling.data" > "$d/perf.$id.log" 2>&1 &
+    perf record -F "${BENCH_PERF_FREQ:-499}" --call-graph dwarf,16384 -p "$BENCH_CURRENT_PID" -o "$profiling.data" > "$d/perf.$id.log" 2>&1 &
     BENCH_PERF_PID=$!
     sleep 0.5
   elif [ "${BENCH_SYSCALLS:-0}" = 1 ] && [ -n "$BENCH_CURRENT_PID" ]; then

@@ -54,6 +54,7 @@ typedef struct {
     const gw_ratelimit_conf_t *policies[GW_RATELIMIT_MAX_POLICIES]; /* resolved `rate_limit` names */
     unsigned policy_slots[GW_RATELIMIT_MAX_POLICIES];                /* their metric label slots */
     size_t num_policies;
+    h2o_iovec_t policy_hdr; /* RateLimit-Policy when every policy applies (formatted once; base malloc'd) */
 } gw_route_rt_t;
 
 /* An immutable, reference-counted configuration generation. */

@@ -27,8 +27,11 @@ static void make_request_id(gw_req_t *greq)
         greq->request_id_len = hdr.len;
     } else {
         gw_thread_t *t = greq->thread;
-        greq->request_id_len = (size_t)snprintf(greq->request_id, sizeof(greq->request_id), "%016llx%016llx",
-                                                (unsigned long long)t->reqid_prefix, (unsigned long long)++t->reqid_counter);
+        static const char hex[] = "0123456789abcdef";
+        uint64_t w[2] = {t->reqid_prefix, ++t->reqid_counter};
+        for (size_t j = 0; j != 32; ++j) /* "%016llx%016llx" */
+            greq->request_id[j] = hex[(w[j / 16] >> (60 - 4 * (j % 16))) & 15];
+        greq->request_id_len = 32;
     }
     greq->request_id[greq->request_id_len] = '\0';
 }
@@ -82,9 +85,12 @@ static void on_ratelimit_verdict(void *data, gw_ratelimit_verdict_t *v)
     for (size_t i = 0; i != v->n; ++i)
         pols[i] = v->results[i].policy;
     size_t cap = gw_ratelimit_header_bound(pols, v->n);
-    char *buf = h2o_mem_alloc_pool(&req->pool, cap * 2);
-    greq->rl_policy_hdr = h2o_iovec_init(buf, gw_ratelimit_format_policy(buf, cap, pols, v->n));
-    greq->rl_state_hdr = h2o_iovec_init(buf + cap, gw_ratelimit_format_state(buf + cap, cap, v->results, v->n));
+    char *buf = h2o_mem_alloc_pool(&req->pool, v->n == rt->num_policies ? cap : cap * 2);
+    greq->rl_state_hdr = h2o_iovec_init(buf, gw_ratelimit_format_state(buf, cap, v->results, v->n));
+    if (v->n == rt->num_policies) /* every policy of the route applies (the usual case): formatted once per generation */
+        greq->rl_policy_hdr = rt->policy_hdr;
+    else
+        greq->rl_policy_hdr = h2o_iovec_init(buf + cap, gw_ratelimit_format_policy(buf + cap, cap, pols, v->n));
 
     switch (v->verdict) {
     case GW_RL_ALLOW:

@@ -140,57 +140,79 @@ int gw_gcra(uint64_t limit, uint64_t window_ms, uint64_t burst, int64_t now_ms, 
     return gw_gcra_all(1, &p, now_ms, state, res) < 0 ? -1 : 0;
 }
 
-/* The same, in Redis, for the N policies of one request that share a slot: KEYS[i] with ARGV
- * limit, window_ms, burst at 3i-2..3i. One TIME, one MGET, then one SET per key only when every
- * policy admits the request (all or nothing; a clamped state is repaired even when refused).
- * Returns {d_1, ..., d_n, now_ms}: d_i = max(tat_i - now, 0) in 1/L_i ms, clamped to tau_i, before
- * this request; the caller derives the verdict and the numbers with gw_gcra_results(), the code the
- * pure gw_gcra_all() uses. Lua numbers are doubles: every value stays an integer < 2^52 (see
- * gw_gcra_params_ok), so +, -, *, floor(a/b), a%b and ceil(a/b) are exact and match the C code.
- * State: "<tat_ms>:<tat_frac>" ('%d' formats exactly below 2^63), expiring when the key is full
- * again (then absent == fresh). Kept cheap: no string work beyond one match and one format per key. */
+/* The same, in Redis, for a batch of requests (those a thread checked in one loop iteration whose
+ * keys share a slot), evaluated one after the other exactly as if each had been its own call:
+ *   KEYS                 the u distinct state keys of the batch
+ *   ARGV[3k-2 .. 3k]     limit, window_ms, burst of KEYS[k]            (k = 1..u)
+ *   ARGV[3u+1 ...]       one string per request: the indexes of its keys, one byte each, 0-based
+ * One TIME and one MGET for the whole batch, then each request in order, all or nothing over its
+ * policies (a clamped state is repaired even when refused), and at the end one SET per key that
+ * changed. Returns {d..., now_ms}: for each request, for each of its keys in order, d = max(tat -
+ * now, 0) in 1/L ms, clamped to tau, before that request; the caller derives verdicts and numbers with
+ * gw_gcra_results(), the code the pure gw_gcra_all() uses. Lua numbers are doubles: every value stays
+ * an integer < 2^52 (see gw_gcra_params_ok), so +, -, *, floor(a/b), a%b and ceil(a/b) are exact and
+ * match the C code. State: "<tat_ms>:<tat_frac>" ('%d' formats exactly below 2^63), expiring when the
+ * key is full again (then absent == fresh). Per request the script reads one short string: a flood
+ * from one address costs one read and one write of its keys per batch, not per request. */
 const char gw_ratelimit_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-    "local n = #KEYS\n"
     "local v = redis.call('MGET', unpack(KEYS))\n"
-    "local floor, r, ok, c = math.floor, {}, true, nil\n"
-    "for i = 1, n do\n"
-    "  local L, W = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])\n"
-    "  local tau, d, s = ARGV[3 * i] * W, 0, v[i]\n"
-    "  if s then\n"
-    "    local ms, f = string.match(s, '^(%-?%d+):(%d+)$')\n"
-    "    if ms then\n"
-    "      local dm = ms - now\n"
-    "      if dm > floor(tau / L) + 1 then\n"
-    "        d = tau\n"
-    "        c = c or {}\n"
-    "        c[i] = true\n"
+    "local floor, byte, nk = math.floor, string.byte, #KEYS\n"
+    "local L, W, tau, lim, ms, fr, ttl = {}, {}, {}, {}, {}, {}, {}\n"
+    "for k = 1, nk do\n"
+    "  L[k], W[k] = tonumber(ARGV[3 * k - 2]), tonumber(ARGV[3 * k - 1])\n"
+    "  tau[k] = ARGV[3 * k] * W[k]\n"
+    "  lim[k] = floor(tau[k] / L[k]) + 1\n"
+    "  if v[k] then\n"
+    "    local a, b = string.match(v[k], '^(%-?%d+):(%d+)$')\n"
+    "    if a then\n"
+    "      ms[k] = tonumber(a)\n"
+    "      fr[k] = tonumber(b)\n"
+    "      if fr[k] >= L[k] then fr[k] = L[k] - 1 end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local r, o, d, c, seen, order, nd = {}, 0, {}, {}, {}, {}, 0\n"
+    "for a = 3 * nk + 1, #ARGV do\n"
+    "  local s = ARGV[a]\n"
+    "  local m, ok = #s, true\n"
+    "  for j = 1, m do\n"
+    "    local k = byte(s, j) + 1\n"
+    "    local x, tm, cl = 0, ms[k], false\n"
+    "    if tm then\n"
+    "      local dm = tm - now\n"
+    "      if dm > lim[k] then\n"
+    "        x, cl = tau[k], true\n"
     "      elseif dm >= 0 then\n"
-    "        f = tonumber(f)\n"
-    "        if f >= L then f = L - 1 end\n"
-    "        d = dm * L + f\n"
-    "        if d > tau then\n"
-    "          d = tau\n"
-    "          c = c or {}\n"
-    "          c[i] = true\n"
-    "        end\n"
+    "        x = dm * L[k] + fr[k]\n"
+    "        if x > tau[k] then x, cl = tau[k], true end\n"
+    "      end\n"
+    "    end\n"
+    "    d[j], c[j] = x, cl\n"
+    "    r[o + j] = x\n"
+    "    if x + W[k] > tau[k] then ok = false end\n"
+    "  end\n"
+    "  for j = 1, m do\n"
+    "    if ok or c[j] then\n"
+    "      local k, x = byte(s, j) + 1, d[j]\n"
+    "      if ok then x = x + W[k] end\n"
+    "      local q = floor(x / L[k])\n"
+    "      ms[k], fr[k], ttl[k] = now + q, x - q * L[k], q + (x > q * L[k] and 1 or 0)\n"
+    "      if not seen[k] then\n"
+    "        seen[k] = true\n"
+    "        nd = nd + 1\n"
+    "        order[nd] = k\n"
     "      end\n"
     "    end\n"
     "  end\n"
-    "  r[i] = d\n"
-    "  if d + W > tau then ok = false end\n"
+    "  o = o + m\n"
     "end\n"
-    "if ok or c then\n"
-    "  for i = 1, n do\n"
-    "    if ok or c[i] then\n"
-    "      local L, x = tonumber(ARGV[3 * i - 2]), r[i]\n"
-    "      if ok then x = x + ARGV[3 * i - 1] end\n"
-    "      redis.call('SET', KEYS[i], string.format('%d:%d', now + floor(x / L), x % L), 'PX', string.format('%d', math.ceil(x / L)))\n"
-    "    end\n"
-    "  end\n"
+    "for i = 1, nd do\n"
+    "  local k = order[i]\n"
+    "  redis.call('SET', KEYS[k], string.format('%d:%d', ms[k], fr[k]), 'PX', string.format('%d', ttl[k]))\n"
     "end\n"
-    "r[n + 1] = now\n"
+    "r[o + 1] = now\n"
     "return r\n";
 
 static const char *key_kind(gw_limit_key_t k)
@@ -278,11 +300,17 @@ static void app_sfstring(appender_t *a, const char *s)
     app_bytes(a, "\"", 1);
 }
 
-static void app_param(appender_t *a, const char *name, uint64_t v)
+static void app_param(appender_t *a, char name, uint64_t v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), ";%s=%llu", name, (unsigned long long)v);
-    app_bytes(a, tmp, (size_t)n);
+    char tmp[24], *p = tmp + sizeof(tmp);
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    *--p = '=';
+    *--p = name;
+    *--p = ';';
+    app_bytes(a, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 static size_t app_done(appender_t *a)
@@ -302,9 +330,9 @@ size_t gw_ratelimit_format_policy(char *buf, size_t cap, const gw_ratelimit_conf
         if (i != 0)
             app_bytes(&a, ", ", 2);
         app_sfstring(&a, policies[i]->name);
-        app_param(&a, "q", policies[i]->limit);
+        app_param(&a, 'q', policies[i]->limit);
         uint64_t w = gw_ratelimit_seconds(policies[i]->window_ms);
-        app_param(&a, "w", w != 0 ? w : 1);
+        app_param(&a, 'w', w != 0 ? w : 1);
     }
     return app_done(&a);
 }
@@ -323,8 +351,8 @@ size_t gw_ratelimit_format_state(char *buf, size_t cap, const gw_ratelimit_resul
         if (a.len != 0)
             app_bytes(&a, ", ", 2);
         app_sfstring(&a, results[i].policy->name);
-        app_param(&a, "r", results[i].remaining);
-        app_param(&a, "t", results[i].reset_s);
+        app_param(&a, 'r', results[i].remaining);
+        app_param(&a, 't', results[i].reset_s);
     }
     return app_done(&a);
 }
@@ -457,12 +485,15 @@ static void script_init(void)
     gw_store_script_init(&script, gw_ratelimit_lua);
 }
 
-/* one script call: the policies of a request whose keys share a slot */
+/* The policies of one request whose keys share a slot: one entry in a batch (one script call). */
+typedef struct st_rl_batch_t rl_batch_t;
 typedef struct {
     gw_ratelimit_check_t *check;
-    gw_store_req_t *req;
-    size_t n;
-    uint8_t idx[GW_RATELIMIT_MAX_POLICIES]; /* into check->v.results and check->h */
+    rl_batch_t *batch; /* NULL when not (or no longer) waiting for one */
+    uint16_t pos;      /* in batch->ent */
+    uint8_t n;
+    uint8_t idx[GW_RATELIMIT_MAX_POLICIES];  /* into check->v.results and check->h */
+    uint8_t kidx[GW_RATELIMIT_MAX_POLICIES]; /* into batch->keys */
 } rl_sub_t;
 
 struct st_gw_ratelimit_check_t {
@@ -477,6 +508,33 @@ struct st_gw_ratelimit_check_t {
     rl_sub_t subs[GW_RATELIMIT_MAX_POLICIES];
 };
 
+/* The requests one thread checks within a loop iteration (per slot in a cluster) go to Redis as ONE
+ * script call at the end of the iteration (or as soon as the batch is full): Redis runs them one after
+ * the other, each all or nothing, exactly as separate calls would, for a fraction of the cost. */
+#define BATCH_REQS 64
+#define BATCH_KEYS 128
+#define BATCH_TEXT 16384
+#define BATCH_OPEN 16 /* batches collecting at once (a cluster: one per slot) */
+#define BATCH_ARGS (4 * BATCH_KEYS + BATCH_REQS)
+
+struct st_rl_batch_t {
+    gw_ratelimit_ctx_t *ctx;
+    h2o_linklist_t link; /* ctx->open, ctx->sent or ctx->spare */
+    unsigned slot;
+    gw_store_req_t *req; /* non-NULL once sent, until the reply */
+    size_t nent, nkeys, used;
+    struct {
+        rl_sub_t *sub; /* NULL once cancelled */
+        uint8_t m;     /* policies sent for it (0: not sent) */
+    } ent[BATCH_REQS];
+    struct {
+        uint64_t h;
+        uint16_t off, len;
+        const gw_ratelimit_conf_t *policy; /* its limit, window and burst */
+    } keys[BATCH_KEYS];
+    char text[BATCH_TEXT];
+};
+
 struct st_gw_ratelimit_ctx_t {
     h2o_loop_t *loop;
     gw_store_t *store;
@@ -485,8 +543,18 @@ struct st_gw_ratelimit_ctx_t {
     rl_table_t deny, local;
     h2o_linklist_t inflight, freelist;
     size_t num_free;
+    h2o_linklist_t open, sent, spare; /* batches */
+    size_t num_open;
+    h2o_timeout_t flush_timeout; /* 0 ms: the end of this loop iteration */
+    h2o_timeout_entry_t flush_entry;
+    const char **args; /* scratch for building a script call (BATCH_ARGS each) */
+    size_t *lens;
+    char (*nums)[20];
     gw_ratelimit_stats_t stats;
 };
+
+static void flush_all(h2o_timeout_entry_t *entry);
+static void batch_release(rl_batch_t *b);
 
 gw_ratelimit_ctx_t *gw_ratelimit_ctx_create(h2o_loop_t *loop, gw_store_t *store, gw_store_down_t on_store_down, unsigned nodes,
                                             unsigned threads)
@@ -507,6 +575,17 @@ gw_ratelimit_ctx_t *gw_ratelimit_ctx_create(h2o_loop_t *loop, gw_store_t *store,
         h2o_fatal("no memory");
     h2o_linklist_init_anchor(&ctx->inflight);
     h2o_linklist_init_anchor(&ctx->freelist);
+    h2o_linklist_init_anchor(&ctx->open);
+    h2o_linklist_init_anchor(&ctx->sent);
+    h2o_linklist_init_anchor(&ctx->spare);
+    h2o_timeout_init(loop, &ctx->flush_timeout, 0);
+    ctx->flush_entry = (h2o_timeout_entry_t){0};
+    ctx->flush_entry.cb = flush_all;
+    ctx->args = malloc(BATCH_ARGS * sizeof(*ctx->args));
+    ctx->lens = malloc(BATCH_ARGS * sizeof(*ctx->lens));
+    ctx->nums = malloc(BATCH_ARGS * sizeof(*ctx->nums));
+    if (ctx->args == NULL || ctx->lens == NULL || ctx->nums == NULL)
+        h2o_fatal("no memory");
     if (store != NULL)
         gw_store_preload(store, &script);
     return ctx;
@@ -533,6 +612,27 @@ void gw_ratelimit_ctx_free(gw_ratelimit_ctx_t *ctx)
         h2o_linklist_unlink(&check->link);
         free(check);
     }
+    /* the batches hold no request now: drop the ones collecting or in flight */
+    if (h2o_timeout_is_linked(&ctx->flush_entry))
+        h2o_timeout_unlink(&ctx->flush_entry);
+    h2o_timeout_dispose(ctx->loop, &ctx->flush_timeout);
+    while (!h2o_linklist_is_empty(&ctx->sent)) {
+        rl_batch_t *b = H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, ctx->sent.next);
+        if (b->req != NULL)
+            gw_store_cancel(b->req);
+        b->req = NULL;
+        batch_release(b);
+    }
+    while (!h2o_linklist_is_empty(&ctx->open))
+        batch_release(H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, ctx->open.next));
+    while (!h2o_linklist_is_empty(&ctx->spare)) {
+        rl_batch_t *b = H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, ctx->spare.next);
+        h2o_linklist_unlink(&b->link);
+        free(b);
+    }
+    free(ctx->args);
+    free(ctx->lens);
+    free(ctx->nums);
     free(ctx->deny.e);
     free(ctx->local.e);
     free(ctx);
@@ -618,35 +718,34 @@ static void finalize(gw_ratelimit_verdict_t *v)
                 v->verdict = GW_RL_UNAVAILABLE;
 }
 
-/* {d_1, ..., d_n, now_ms}: see gw_ratelimit_lua */
-static int parse_script_reply(const redisReply *reply, size_t n, uint64_t *d)
+static size_t u64_dec(char *buf, uint64_t v) /* decimal, no NUL; buf >= 20 bytes */
 {
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != n + 1)
-        return -1;
-    for (size_t i = 0; i != n + 1; ++i)
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER || reply->element[i]->integer < 0)
-            return -1;
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
     for (size_t i = 0; i != n; ++i)
-        d[i] = (uint64_t)reply->element[i]->integer;
-    return 0;
+        buf[i] = tmp[n - 1 - i];
+    return n;
 }
 
-static void on_store_reply(void *data, const redisReply *reply, const char *err)
+/* the verdict of Redis for one sub (D: its n values) or its failure (D == NULL: on_store_down applies);
+ * the check's callback once every sub is done */
+static void sub_done(rl_sub_t *sub, const uint64_t *d, int64_t now)
 {
-    rl_sub_t *sub = data;
     gw_ratelimit_check_t *check = sub->check;
     gw_ratelimit_ctx_t *ctx = check->ctx;
-    int64_t now = (int64_t)h2o_now(ctx->loop);
     gw_gcra_policy_t gp[GW_RATELIMIT_MAX_POLICIES];
     gw_gcra_result_t g[GW_RATELIMIT_MAX_POLICIES];
-    uint64_t d[GW_RATELIMIT_MAX_POLICIES];
 
-    sub->req = NULL;
+    sub->batch = NULL;
     for (size_t k = 0; k != sub->n; ++k) {
         const gw_ratelimit_conf_t *p = check->v.results[sub->idx[k]].policy;
         gp[k] = (gw_gcra_policy_t){p->limit, p->window_ms, p->burst};
     }
-    if (err == NULL && parse_script_reply(reply, sub->n, d) == 0 && gw_gcra_results(sub->n, gp, d, g) >= 0) {
+    if (d != NULL && gw_gcra_results(sub->n, gp, d, g) >= 0) {
         for (size_t k = 0; k != sub->n; ++k) {
             set_from_gcra(&check->v.results[sub->idx[k]], &g[k], GW_RL_SOURCE_STORE);
             STAT_INC(ctx, store_checks);
@@ -671,17 +770,153 @@ static void on_store_reply(void *data, const redisReply *reply, const char *err)
     cb(cbdata, out);
 }
 
-static size_t u64_dec(char *buf, uint64_t v) /* decimal, no NUL; buf >= 20 bytes */
+static void batch_release(rl_batch_t *b)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i != n; ++i)
-        buf[i] = tmp[n - 1 - i];
-    return n;
+    gw_ratelimit_ctx_t *ctx = b->ctx;
+    h2o_linklist_unlink(&b->link);
+    h2o_linklist_insert(&ctx->spare, &b->link);
+}
+
+static void on_batch_reply(void *data, const redisReply *reply, const char *err)
+{
+    rl_batch_t *b = data;
+    int64_t now = (int64_t)h2o_now(b->ctx->loop);
+    size_t total = 0;
+
+    b->req = NULL;
+    for (size_t i = 0; i != b->nent; ++i)
+        total += b->ent[i].m;
+    int ok = err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == total + 1;
+    for (size_t i = 0; ok && i != total + 1; ++i)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER || reply->element[i]->integer < 0)
+            ok = 0;
+    size_t off = 0;
+    for (size_t i = 0; i != b->nent; ++i) { /* re-read every entry: a callback may cancel a later one */
+        rl_sub_t *sub = b->ent[i].sub;
+        size_t m = b->ent[i].m;
+        if (sub != NULL && m != 0) {
+            uint64_t d[GW_RATELIMIT_MAX_POLICIES];
+            for (size_t k = 0; ok && k != m; ++k)
+                d[k] = (uint64_t)reply->element[off + k]->integer;
+            b->ent[i].sub = NULL;
+            sub_done(sub, ok ? d : NULL, now);
+        }
+        off += m;
+    }
+    batch_release(b);
+}
+
+/* sends batch B (collecting) as one script call (see gw_ratelimit_lua for the arguments) */
+static void batch_send(rl_batch_t *b)
+{
+    gw_ratelimit_ctx_t *ctx = b->ctx;
+    const char **args = ctx->args;
+    size_t *lens = ctx->lens, na = 0, nsent = 0;
+
+    h2o_linklist_unlink(&b->link);
+    --ctx->num_open;
+    for (size_t k = 0; k != b->nkeys; ++k) {
+        args[na] = b->text + b->keys[k].off;
+        lens[na++] = b->keys[k].len;
+    }
+    for (size_t k = 0; k != b->nkeys; ++k) {
+        const gw_ratelimit_conf_t *p = b->keys[k].policy;
+        const uint64_t vals[3] = {p->limit, p->window_ms, p->burst};
+        for (size_t j = 0; j != 3; ++j) {
+            args[na] = ctx->nums[na];
+            lens[na] = u64_dec(ctx->nums[na], vals[j]);
+            ++na;
+        }
+    }
+    for (size_t i = 0; i != b->nent; ++i) {
+        rl_sub_t *sub = b->ent[i].sub;
+        if (sub == NULL)
+            continue;
+        args[na] = (const char *)sub->kidx; /* the key indexes, one byte each */
+        lens[na++] = sub->n;
+        b->ent[i].m = sub->n;
+        ++nsent;
+    }
+    h2o_linklist_insert(&ctx->sent, &b->link);
+    if (nsent == 0) { /* every request of it went away meanwhile */
+        batch_release(b);
+        return;
+    }
+    STAT_INC(ctx, store_calls);
+    b->req = gw_store_evalsha(ctx->store, &script, on_batch_reply, b, (int)b->nkeys, (int)na, args, lens);
+}
+
+static void flush_all(h2o_timeout_entry_t *entry)
+{
+    gw_ratelimit_ctx_t *ctx = H2O_STRUCT_FROM_MEMBER(gw_ratelimit_ctx_t, flush_entry, entry);
+    while (!h2o_linklist_is_empty(&ctx->open))
+        batch_send(H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, ctx->open.next));
+}
+
+/* the collecting batch for SLOT with room for N more keys of TEXTLEN bytes in all (a new one if needed) */
+static rl_batch_t *batch_for(gw_ratelimit_ctx_t *ctx, unsigned slot, size_t n, size_t textlen)
+{
+    rl_batch_t *b = NULL;
+    for (h2o_linklist_t *l = ctx->open.next; l != &ctx->open; l = l->next) {
+        rl_batch_t *o = H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, l);
+        if (o->slot == slot) {
+            b = o;
+            break;
+        }
+    }
+    if (b != NULL && b->nent < BATCH_REQS && b->nkeys + n <= BATCH_KEYS && b->used + textlen <= BATCH_TEXT)
+        return b;
+    if (b != NULL)
+        batch_send(b); /* full: it goes now */
+    else if (ctx->num_open == BATCH_OPEN)
+        batch_send(H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, ctx->open.next)); /* the oldest */
+    if (!h2o_linklist_is_empty(&ctx->spare)) {
+        b = H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, ctx->spare.next);
+        h2o_linklist_unlink(&b->link);
+    } else {
+        b = h2o_mem_alloc(sizeof(*b));
+        b->link = (h2o_linklist_t){NULL, NULL};
+    }
+    b->ctx = ctx;
+    b->slot = slot;
+    b->req = NULL;
+    b->nent = b->nkeys = b->used = 0;
+    h2o_linklist_insert(&ctx->open, &b->link);
+    ++ctx->num_open;
+    if (!h2o_timeout_is_linked(&ctx->flush_entry))
+        h2o_timeout_link(ctx->loop, &ctx->flush_timeout, &ctx->flush_entry);
+    return b;
+}
+
+/* SUB (its policies' store keys SKEYS/SKLEN, hashes H, indexed by sub->idx) joins a batch for SLOT */
+static void batch_add(gw_ratelimit_ctx_t *ctx, rl_sub_t *sub, unsigned slot, char (*skeys)[STORE_KEY_MAX], const size_t *sklen,
+                      const uint64_t *h)
+{
+    size_t textlen = 0;
+    for (size_t k = 0; k != sub->n; ++k)
+        textlen += sklen[sub->idx[k]];
+    rl_batch_t *b = batch_for(ctx, slot, sub->n, textlen);
+    for (size_t k = 0; k != sub->n; ++k) {
+        size_t i = sub->idx[k], len = sklen[i], j;
+        for (j = 0; j != b->nkeys; ++j)
+            if (b->keys[j].h == h[i] && b->keys[j].len == len && memcmp(b->text + b->keys[j].off, skeys[i], len) == 0)
+                break;
+        if (j == b->nkeys) {
+            memcpy(b->text + b->used, skeys[i], len);
+            b->keys[j].h = h[i];
+            b->keys[j].policy = sub->check->v.results[i].policy;
+            b->keys[j].off = (uint16_t)b->used;
+            b->keys[j].len = (uint16_t)len;
+            b->used += len;
+            ++b->nkeys;
+        }
+        sub->kidx[k] = (uint8_t)j;
+    }
+    sub->batch = b;
+    sub->pos = (uint16_t)b->nent;
+    b->ent[b->nent].sub = sub;
+    b->ent[b->nent].m = 0;
+    ++b->nent;
 }
 
 gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratelimit_conf_t *const *policies,
@@ -720,8 +955,9 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
     if (denied) /* the request is refused whatever the other policies say: no round trip at all */
         goto Done;
 
-    /* group the policies by the slot of their key (one hash tag per identity): one script call per
-     * group, evaluated atomically and all or nothing in Redis */
+    /* group the policies by the slot of their key (one hash tag per identity) in a cluster, where a
+     * script's keys must share a slot; against one Redis all of them form one group. Each group is
+     * evaluated atomically and all or nothing in Redis, as one entry of a batch (see batch_for) */
     char skeys[GW_RATELIMIT_MAX_POLICIES][STORE_KEY_MAX];
     size_t sklen[GW_RATELIMIT_MAX_POLICIES];
     unsigned slot[GW_RATELIMIT_MAX_POLICIES];
@@ -729,6 +965,7 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
     size_t ngroups = 0, nstore = 0;
     uint8_t down[GW_RATELIMIT_MAX_POLICIES];
     size_t ndown = 0;
+    int cluster = ctx->store != NULL && gw_store_is_cluster(ctx->store);
     for (size_t i = 0; i != n; ++i) {
         const gw_ratelimit_conf_t *p = policies[i];
         sklen[i] = ctx->store != NULL ? gw_ratelimit_store_key(skeys[i], sizeof(skeys[i]), p, keys[i].base, keys[i].len) : 0;
@@ -736,7 +973,7 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
             down[ndown++] = (uint8_t)i;
             continue;
         }
-        slot[i] = gw_store_key_slot(skeys[i], sklen[i]);
+        slot[i] = cluster ? gw_store_key_slot(skeys[i], sklen[i]) : 0;
         size_t g = 0;
         while (g != ngroups && slot[groups[g].idx[0]] != slot[i])
             ++g;
@@ -773,27 +1010,13 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
     memcpy(check->h, h, sizeof(h[0]) * n);
     h2o_linklist_insert(&ctx->inflight, &check->link);
     for (size_t g = 0; g != GW_RATELIMIT_MAX_POLICIES; ++g)
-        check->subs[g].req = NULL;
+        check->subs[g].batch = NULL;
     for (size_t g = 0; g != ngroups; ++g) {
         rl_sub_t *sub = &check->subs[g];
-        const char *args[GW_RATELIMIT_MAX_POLICIES * 4];
-        size_t lens[GW_RATELIMIT_MAX_POLICIES * 4];
-        char nums[GW_RATELIMIT_MAX_POLICIES * 3][20];
-        size_t m = groups[g].n;
-        *sub = groups[g];
         sub->check = check;
-        for (size_t k = 0; k != m; ++k) {
-            size_t i = sub->idx[k];
-            const gw_ratelimit_conf_t *p = policies[i];
-            args[k] = skeys[i];
-            lens[k] = sklen[i];
-            const uint64_t vals[3] = {p->limit, p->window_ms, p->burst};
-            for (size_t j = 0; j != 3; ++j) {
-                args[m + 3 * k + j] = nums[3 * k + j];
-                lens[m + 3 * k + j] = u64_dec(nums[3 * k + j], vals[j]);
-            }
-        }
-        sub->req = gw_store_evalsha(ctx->store, &script, on_store_reply, sub, (int)m, (int)(4 * m), args, lens);
+        sub->n = groups[g].n;
+        memcpy(sub->idx, groups[g].idx, sub->n);
+        batch_add(ctx, sub, slot[sub->idx[0]], skeys, sklen, h);
     }
     return check;
 
@@ -807,10 +1030,11 @@ void gw_ratelimit_cancel(gw_ratelimit_check_t *check)
 {
     if (check == NULL)
         return;
+    /* out of its batches: one still collecting leaves it out, one sent ignores its part of the reply */
     for (size_t i = 0; i != GW_RATELIMIT_MAX_POLICIES; ++i)
-        if (check->subs[i].req != NULL) {
-            gw_store_cancel(check->subs[i].req);
-            check->subs[i].req = NULL;
+        if (check->subs[i].batch != NULL) {
+            check->subs[i].batch->ent[check->subs[i].pos].sub = NULL;
+            check->subs[i].batch = NULL;
         }
     check_release(check);
 }

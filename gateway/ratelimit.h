@@ -27,11 +27,14 @@
  * Runtime (gw_ratelimit_check): key "hegate:rl:{<kind>:<identity>}:<policy>" (kind: ip, user,
  * client; the hash tag is the limited identity, so all the policies of one identity share a slot;
  * an identity longer than GW_RATELIMIT_MAX_KEY or holding a '}' is replaced by "<kind>#<sha256 hex>").
- * The policies of a request are grouped by slot and each group is ONE EVALSHA (all its keys, one ARGV
- * triple per key), atomic and all or nothing on Redis' own clock (one TIME per call); the groups go
- * out pipelined and their verdicts are combined here. Across groups (policies on different
- * identities, e.g. ip and user, which may live in different slots or cluster nodes) there is no
- * atomicity: a group that admits a request consumes its budget even when another group refuses it.
+ * Against one Redis the policies of a request are evaluated together, atomically and all or nothing on
+ * Redis' own clock. In a cluster (a script's keys must share a slot) they are grouped by slot, each
+ * group atomic and all or nothing, with no atomicity across groups (policies on different identities,
+ * e.g. ip and user): a group that admits a request consumes its budget even when another refuses it.
+ * Batching: what a thread checks during one loop iteration goes out at the end of the iteration as
+ * ONE EVALSHA per slot (one in all against one Redis; at most 64 requests each): one TIME, one MGET of
+ * the distinct keys, the requests one after the other exactly as separate calls would run them, one
+ * SET per changed key. A request waits for no other: the batch leaves as soon as the iteration ends.
  * Keys expire when full again. Per thread: a bounded cache of keys known to be over a limit until
  * their retry time (answered without Redis), and, when the store is down, the on_store_down mode:
  * local (in-process GCRA on this thread with LIMIT split over nodes x threads, all or nothing over the
@@ -84,8 +87,10 @@ int gw_gcra_results(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, gw_g
 /* ceil(ms / 1000): whole seconds for the RateLimit "t" and Retry-After */
 uint64_t gw_ratelimit_seconds(uint64_t ms);
 
-/* The Lua version: KEYS[1..n] = state keys (one slot), ARGV[3i-2..3i] = limit, window_ms, burst of
- * KEYS[i]. Returns {d_1, ..., d_n, now_ms (Redis TIME)}; see gw_gcra_results. */
+/* The Lua version, for a batch of requests: KEYS = their u distinct state keys (one slot), ARGV =
+ * limit, window_ms, burst of each key (3u), then one string per request holding the 0-based indexes
+ * of its keys, one byte each. Returns each request's values d (one per key, in its order), then
+ * now_ms (Redis TIME); see gw_gcra_results. */
 extern const char gw_ratelimit_lua[];
 
 /* "hegate:rl:{<kind>:<key>}:<policy name>" into BUF (NUL-terminated). Returns its length, 0 if CAP is
@@ -171,7 +176,8 @@ typedef struct {
     uint64_t local_checks;   /* ... answered by the local GCRA */
     uint64_t open_checks;    /* ... allowed because the store was down (open) */
     uint64_t closed_checks;  /* ... unavailable because the store was down (closed) */
-    uint64_t store_failures; /* Redis calls that failed (then on_store_down applied) */
+    uint64_t store_failures; /* policy groups whose Redis call failed (then on_store_down applied) */
+    uint64_t store_calls;    /* script calls sent (one per batch) */
 } gw_ratelimit_stats_t;
 /* Any thread (relaxed atomic reads). */
 void gw_ratelimit_get_stats(const gw_ratelimit_ctx_t *ctx, gw_ratelimit_stats_t *out);

@@ -187,6 +187,7 @@ static void gen_free(gw_gen_t *gen)
         for (size_t i = 0; i != gen->conf->num_routes; ++i) {
             free(gen->rt[i].targets);
             free(gen->rt[i].base_paths);
+            free(gen->rt[i].policy_hdr.base);
         }
         free(gen->rt);
     }
@@ -232,6 +233,12 @@ gw_gen_t *gw_gen_build(gw_conf_t *conf, gw_errors_t *errs)
                     rt->policies[rt->num_policies] = &conf->rate_limits[k];
                     rt->policy_slots[rt->num_policies++] = gw_metrics_label_slot(GW_MF_RATELIMITED, conf->rate_limits[k].name);
                 }
+        if (rt->num_policies != 0) {
+            size_t cap = gw_ratelimit_header_bound(rt->policies, rt->num_policies);
+            if ((rt->policy_hdr.base = malloc(cap)) == NULL)
+                h2o_fatal("no memory");
+            rt->policy_hdr.len = gw_ratelimit_format_policy(rt->policy_hdr.base, cap, rt->policies, rt->num_policies);
+        }
     }
     if (gen_build_auth(gen, errs) != 0)
         goto Error;
@@ -243,6 +250,7 @@ Error:
         for (size_t i = 0; i != conf->num_routes; ++i) {
             free(gen->rt[i].targets);
             free(gen->rt[i].base_paths);
+            free(gen->rt[i].policy_hdr.base);
         }
         free(gen->rt);
     }

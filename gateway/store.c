@@ -88,7 +88,12 @@ typedef struct st_store_node_t {
 typedef struct {
     h2o_socket_t *sock;
     redisAsyncContext *ac;
+    gw_store_t *store;
+    h2o_timeout_entry_t flush; /* on store->levels[0]: the buffered commands go out at the end of this loop iteration */
 } store_sock_t;
+
+/* the socket whose buffered commands are being written from sock_on_flush (this thread) */
+static __thread store_sock_t *flushing;
 
 struct st_gw_store_req_t {
     gw_store_t *store;
@@ -337,9 +342,26 @@ static void ev_del_read(void *p)
     h2o_socket_read_stop(s->sock);
 }
 
+/* A connected socket is written once per loop iteration, after everything the iteration queued, with
+ * one write(2) and no poll for writability (asking epoll costs two epoll_ctl and an iteration per
+ * round). Only a connection still connecting, or a write the kernel did not take whole, waits for
+ * the socket to be writable. */
+static void sock_on_flush(h2o_timeout_entry_t *entry)
+{
+    store_sock_t *s = H2O_STRUCT_FROM_MEMBER(store_sock_t, flush, entry);
+    flushing = s;
+    redisAsyncHandleWrite(s->ac); /* may free S (write error -> disconnect -> ev_cleanup) */
+    flushing = NULL;
+}
+
 static void ev_add_write(void *p)
 {
     store_sock_t *s = p;
+    if (flushing != s && (s->ac->c.flags & REDIS_CONNECTED) != 0 && !h2o_socket_is_writing(s->sock)) {
+        if (!h2o_timeout_is_linked(&s->flush))
+            h2o_timeout_link(s->store->loop, &s->store->levels[0], &s->flush);
+        return;
+    }
     if (!h2o_socket_is_writing(s->sock)) /* h2o asserts on a second notify */
         h2o_socket_notify_write(s->sock, sock_on_write);
 }
@@ -349,6 +371,8 @@ static void ev_cleanup(void *p)
 {
     store_sock_t *s = p;
     store_node_t *node = s->ac->data;
+    if (h2o_timeout_is_linked(&s->flush))
+        h2o_timeout_unlink(&s->flush);
     if (node != NULL)
         node_lost(node, s->ac->errstr != NULL ? s->ac->errstr : "connection closed");
     h2o_socket_close(s->sock);
@@ -868,6 +892,9 @@ static int node_connect(store_node_t *node)
     }
     store_sock_t *s = h2o_mem_alloc(sizeof(*s));
     s->ac = ac;
+    s->store = store;
+    s->flush = (h2o_timeout_entry_t){0};
+    s->flush.cb = sock_on_flush;
     s->sock = h2o_evloop_socket_create(store->loop, ac->c.fd, H2O_SOCKET_FLAG_DONT_READ);
     s->sock->data = s;
     ac->ev.addRead = ev_add_read;
@@ -1301,6 +1328,11 @@ gw_store_req_t *gw_store_evalsha(gw_store_t *store, const gw_store_script_t *scr
 int gw_store_is_up(const gw_store_t *store)
 {
     return __atomic_load_n(&store->up, __ATOMIC_RELAXED);
+}
+
+int gw_store_is_cluster(const gw_store_t *store)
+{
+    return store->cluster;
 }
 
 int gw_store_is_up_for_key(const gw_store_t *store, const char *key, size_t len)

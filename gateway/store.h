@@ -117,6 +117,8 @@ gw_store_req_t *gw_store_evalsha(gw_store_t *store, const gw_store_script_t *scr
 /* 1 when the store can serve every key right now (single: connected and handshaken; cluster: the
  * slot map covers all slots and every master in it is connected). Any thread. */
 int gw_store_is_up(const gw_store_t *store);
+/* 1 for a Redis Cluster (then the keys of one command or script must share a slot). */
+int gw_store_is_cluster(const gw_store_t *store);
 /* 1 when the connection that owns KEY is up (loop thread only). */
 int gw_store_is_up_for_key(const gw_store_t *store, const char *key, size_t len);
 

@@ -22,7 +22,7 @@ typedef struct {
     long long integer;
     char str[256];
     size_t elements;
-    long long ints[8];
+    long long ints[64];
     const char *err;
     uint64_t at;
 } res_t;
@@ -43,7 +43,7 @@ static void collect(void *data, const redisReply *reply, const char *err)
         if (reply->str != NULL)
             snprintf(r->str, sizeof(r->str), "%.*s", (int)reply->len, reply->str);
         r->elements = reply->elements;
-        for (size_t i = 0; i != reply->elements && i != 8; ++i)
+        for (size_t i = 0; i != reply->elements && i != 64; ++i)
             r->ints[i] = reply->element[i]->type == REDIS_REPLY_INTEGER ? reply->element[i]->integer : -1;
     }
 }
@@ -381,21 +381,29 @@ static void test_kill_restart(void **state)
 
 static gw_store_script_t lua;
 
-/* EVALSHA of the limiter script over N keys (one slot) with their (limit, window, burst) */
+/* EVALSHA of the limiter script for one request over N keys (one slot) with their (limit, window, burst) */
 static void evalsha_n(gw_store_t *s, res_t *r, size_t n, const char *const *keys, const gw_gcra_policy_t *p)
 {
-    const char *args[4 * GW_RATELIMIT_MAX_POLICIES];
-    char nums[3 * GW_RATELIMIT_MAX_POLICIES][24];
+    const char *args[5 * GW_RATELIMIT_MAX_POLICIES];
+    size_t lens[5 * GW_RATELIMIT_MAX_POLICIES];
+    char nums[3 * GW_RATELIMIT_MAX_POLICIES][24], idx[GW_RATELIMIT_MAX_POLICIES];
+    size_t na = 0, nn = 0;
     for (size_t i = 0; i != n; ++i) {
-        args[i] = keys[i];
-        snprintf(nums[3 * i], 24, "%llu", (unsigned long long)p[i].limit);
-        snprintf(nums[3 * i + 1], 24, "%llu", (unsigned long long)p[i].window_ms);
-        snprintf(nums[3 * i + 2], 24, "%llu", (unsigned long long)p[i].burst);
-        for (size_t j = 0; j != 3; ++j)
-            args[n + 3 * i + j] = nums[3 * i + j];
+        args[na] = keys[i];
+        lens[na++] = strlen(keys[i]);
     }
+    for (size_t i = 0; i != n; ++i) {
+        const uint64_t vals[3] = {p[i].limit, p[i].window_ms, p[i].burst};
+        for (size_t j = 0; j != 3; ++j) {
+            lens[na] = (size_t)snprintf(nums[nn], 24, "%llu", (unsigned long long)vals[j]);
+            args[na++] = nums[nn++];
+        }
+        idx[i] = (char)i; /* the request uses every key, in order (index 0 is a NUL byte: binary-safe) */
+    }
+    args[na] = idx;
+    lens[na++] = n;
     memset(r, 0, sizeof(*r));
-    gw_store_evalsha(s, &lua, collect, r, (int)n, (int)(4 * n), args, NULL);
+    gw_store_evalsha(s, &lua, collect, r, (int)n, (int)na, args, lens);
     assert_int_equal(r->calls, 0);
     assert_true(run_until(&r->done, 3000));
     assert_null(r->err);
@@ -522,6 +530,82 @@ static void test_lua_matches_pure(void **state)
     long long now = 0;
     assert_int_equal(sscanf(r.str, "%lld:", &now) == 1, 1);
     assert_true(now < 99999999999999LL); /* repaired */
+    /* a batch: many requests in one call, some over one key, some over two, some repeating a key; Redis
+     * runs them one after the other exactly as the C code does, each all or nothing */
+    {
+        const char *bk[] = {k3, k4};
+        gw_gcra_policy_t bp[] = {{4, 3600000, 4}, {6, 3600000, 6}};
+        sync_cmd(s, &r, 1, "DEL", k3, NULL, NULL);
+        sync_cmd(s, &r, 1, "DEL", k4, NULL, NULL);
+        /* requests: which keys each uses (bit 0: k3, bit 1: k4) */
+        static const int uses[] = {1, 3, 2, 3, 3, 1, 2, 3, 3, 2, 2, 1, 3, 2};
+        const size_t nreq = sizeof(uses) / sizeof(uses[0]);
+        const char *args[2 + 6 + 14];
+        size_t lens[2 + 6 + 14];
+        char nums[6][24], reqs[14][2];
+        size_t na = 0, nd = 0;
+        args[na] = k3;
+        lens[na++] = strlen(k3);
+        args[na] = k4;
+        lens[na++] = strlen(k4);
+        for (size_t k = 0; k != 2; ++k) {
+            const unsigned long long vals[3] = {bp[k].limit, bp[k].window_ms, bp[k].burst};
+            for (size_t j = 0; j != 3; ++j) {
+                lens[na] = (size_t)snprintf(nums[3 * k + j], 24, "%llu", vals[j]);
+                args[na++] = nums[3 * k + j];
+            }
+        }
+        for (size_t q = 0; q != nreq; ++q) {
+            size_t m = 0;
+            for (size_t k = 0; k != 2; ++k)
+                if (uses[q] & (1 << k))
+                    reqs[q][m++] = (char)k;
+            args[na] = reqs[q];
+            lens[na++] = m;
+            nd += m;
+        }
+        memset(&r, 0, sizeof(r));
+        gw_store_evalsha(s, &lua, collect, &r, 2, (int)na, args, lens);
+        assert_true(run_until(&r.done, 3000));
+        assert_null(r.err);
+        assert_int_equal(r.elements, nd + 1);
+        int64_t bnow = r.ints[nd];
+        gw_gcra_state_t bst[2] = {{0, 0}, {0, 0}};
+        size_t off = 0, admitted = 0;
+        for (size_t q = 0; q != nreq; ++q) {
+            gw_gcra_policy_t qp[2];
+            gw_gcra_state_t qs[2];
+            gw_gcra_result_t g[2], gl[2];
+            uint64_t d[2];
+            size_t m = 0, which[2];
+            for (size_t k = 0; k != 2; ++k)
+                if (uses[q] & (1 << k)) {
+                    which[m] = k;
+                    qp[m] = bp[k];
+                    qs[m] = bst[k];
+                    d[m] = (uint64_t)r.ints[off + m];
+                    ++m;
+                }
+            int all = gw_gcra_all(m, qp, bnow, qs, g);
+            assert_int_equal(gw_gcra_results(m, qp, d, gl), all);
+            for (size_t j = 0; j != m; ++j) {
+                assert_int_equal(gl[j].allowed, g[j].allowed);
+                assert_int_equal(gl[j].remaining, g[j].remaining);
+                assert_int_equal(gl[j].retry_after_ms, g[j].retry_after_ms);
+                bst[which[j]] = qs[j];
+            }
+            admitted += all == 1;
+            off += m;
+        }
+        /* k3 allows 4, k4 allows 6; the two-key requests consume both or neither */
+        assert_int_equal(admitted, 7);
+        for (size_t k = 0; k != 2; ++k) {
+            char expect[64];
+            snprintf(expect, sizeof(expect), "%lld:%llu", (long long)bst[k].tat_ms, (unsigned long long)bst[k].tat_frac);
+            sync_cmd(s, &r, 1, "GET", bk[k], NULL, NULL);
+            assert_string_equal(r.str, expect);
+        }
+    }
     /* NOSCRIPT: the script cache is flushed behind our back; EVAL takes over, once */
     sync_cmd(s, &r, 1, "DEL", k1, NULL, NULL);
     st = (gw_gcra_state_t){0, 0};
@@ -665,8 +749,8 @@ static void test_two_nodes_share_budget(void **state)
         ctx_done(c3);
     }
 
-    /* policies of different identities (user, client: different slots) go out together, one round
-     * trip per slot, pipelined */
+    /* policies of different identities (user, client: different slots) against one Redis: one call,
+     * all or nothing over both (a cluster groups them by slot: test_cluster_routing) */
     gw_ratelimit_conf_t a = {"pa", GW_LIMIT_KEY_USER, 100, 1000, 100, 1}, b = {"pb", GW_LIMIT_KEY_CLIENT, 7, 1000, 7, 1};
     const gw_ratelimit_conf_t *ps[] = {&a, &b};
     h2o_iovec_t keys[] = {{"u1", 2}, {"c1", 2}};
@@ -677,7 +761,7 @@ static void test_two_nodes_share_budget(void **state)
     assert_non_null(c);
     assert_true(run_until(&w.done, 2000));
     gw_store_get_stats(s1, &after);
-    assert_int_equal(after.commands - before.commands, 2);
+    assert_int_equal(after.commands - before.commands, 1);
     assert_int_equal(v.verdict, GW_RL_ALLOW);
     assert_int_equal(v.results[0].source, GW_RL_SOURCE_STORE);
     assert_int_equal(v.results[1].source, GW_RL_SOURCE_STORE);
@@ -698,6 +782,95 @@ static void test_two_nodes_share_budget(void **state)
     assert_int_equal(w.done, 0);
     store_done(s1);
     store_done(s2);
+}
+
+/* what one thread checks in one loop iteration goes to Redis as one script call (at most 64 requests
+ * each), evaluated in order exactly like separate calls; a check cancelled before the batch leaves is
+ * not sent and costs nothing */
+typedef struct {
+    int done, order;
+    gw_ratelimit_verdict_t v;
+} batch_wait_t;
+
+static int batch_seq;
+
+static void on_batch_verdict(void *data, gw_ratelimit_verdict_t *v)
+{
+    batch_wait_t *w = data;
+    ++w->done;
+    w->order = ++batch_seq;
+}
+
+static void test_ratelimit_batches(void **state)
+{
+    gw_store_t *s = store_new(main_url, 1000);
+    gw_ratelimit_ctx_t *ctx = ctx_new(s, GW_STORE_DOWN_CLOSED, 1, 1);
+    assert_true(wait_up(s, 2000));
+    res_t r;
+    sync_cmd(s, &r, 1, "DEL", "hegate:rl:{ip:203.0.113.9}:batch", NULL, NULL);
+    sync_cmd(s, &r, 1, "DEL", "hegate:rl:{ip:203.0.113.10}:batch", NULL, NULL);
+    gw_ratelimit_conf_t p = {"batch", GW_LIMIT_KEY_IP, 12, 3600000, 12, 1};
+    const gw_ratelimit_conf_t *pp = &p;
+    h2o_iovec_t k9 = {"203.0.113.9", 11}, k10 = {"203.0.113.10", 12}, k11 = {"203.0.113.11", 12};
+    sync_cmd(s, &r, 1, "DEL", "hegate:rl:{ip:203.0.113.11}:batch", NULL, NULL);
+    enum { N = 150 };
+    static batch_wait_t w[N];
+    gw_ratelimit_check_t *c[N];
+    gw_store_stats_t b0, b1;
+    gw_ratelimit_stats_t r0, r1;
+    gw_store_get_stats(s, &b0);
+    gw_ratelimit_get_stats(ctx, &r0);
+    batch_seq = 0;
+    /* all submitted without running the loop: one iteration's worth (the first two batches leave as
+     * soon as they are full). Request 140, in the batch still collecting, is cancelled before it
+     * leaves; every 10th request is for another address */
+    for (int i = 0; i != N; ++i) {
+        memset(&w[i], 0, sizeof(w[i]));
+        c[i] = gw_ratelimit_check(ctx, &pp, i == 140 ? &k11 : i % 10 == 9 ? &k10 : &k9, 1, &w[i].v, on_batch_verdict, &w[i]);
+        assert_non_null(c[i]);
+    }
+    gw_ratelimit_cancel(c[140]);
+    int all = 0;
+    uint64_t until = redis_now_ms() + 3000;
+    while (all != N - 1 && redis_now_ms() < until) {
+        h2o_evloop_run(loop, 10);
+        all = 0;
+        for (int i = 0; i != N; ++i)
+            all += w[i].done;
+    }
+    assert_int_equal(all, N - 1);
+    assert_int_equal(w[140].done, 0);
+    gw_store_get_stats(s, &b1);
+    gw_ratelimit_get_stats(ctx, &r1);
+    assert_int_equal(r1.store_calls - r0.store_calls, 3); /* 150 checks: 64 + 64 + 22 */
+    assert_int_equal(b1.commands - b0.commands, 3);
+    /* in submission order per address: the first 12 live ones admitted with r = 11, 10, ..., 0 */
+    int ok9 = 0, ok10 = 0, prev = 0;
+    for (int i = 0; i != N; ++i) {
+        if (i == 140)
+            continue;
+        assert_true(w[i].order > prev); /* verdicts come back in submission order */
+        prev = w[i].order;
+        assert_int_equal(w[i].v.results[0].source, GW_RL_SOURCE_STORE);
+        int *ok = i % 10 == 9 ? &ok10 : &ok9;
+        if (w[i].v.verdict == GW_RL_ALLOW) {
+            assert_true(*ok < 12);
+            ++*ok;
+            assert_int_equal(w[i].v.results[0].remaining, 12 - (uint64_t)*ok);
+        } else {
+            assert_int_equal(*ok, 12);
+            assert_int_equal(w[i].v.verdict, GW_RL_DENY);
+        }
+    }
+    assert_int_equal(ok9, 12);
+    assert_int_equal(ok10, 12);
+    /* Redis holds exactly 12 admissions per address, and nothing for the cancelled request's */
+    sync_cmd(s, &r, 1, "PTTL", "hegate:rl:{ip:203.0.113.9}:batch", NULL, NULL);
+    assert_true(r.integer > 12 * 300000 - 10000 && r.integer <= 12 * 300000);
+    sync_cmd(s, &r, 1, "EXISTS", "hegate:rl:{ip:203.0.113.11}:batch", NULL, NULL);
+    assert_int_equal(r.integer, 0);
+    ctx_done(ctx);
+    store_done(s);
 }
 
 static void test_ratelimit_store_down_and_back(void **state)
@@ -1085,6 +1258,7 @@ int main(void)
         cmocka_unit_test(test_two_nodes_share_budget),
         cmocka_unit_test(test_timeout_sigstop),
         cmocka_unit_test(test_kill_restart),
+        cmocka_unit_test(test_ratelimit_batches),
         cmocka_unit_test(test_ratelimit_store_down_and_back),
         cmocka_unit_test(test_roundtrips_per_second),
         cmocka_unit_test(test_auth), /* last: it changes the server's password for a moment */

@@ -72,6 +72,22 @@ PYEOF
 ) || { bench_log "cannot mint the bench token"; TOKEN=none; }
 AUTH="authorization: Bearer $TOKEN"
 
+# ---- per-issue row files: bench/rows_*.sh each define, for their own rows (all optional):
+#   NAME_setup    before the servers start: fixtures, and exports for the templates (see below)
+#   NAME_rows     inside the round loop (after the core rows)
+#   NAME_targets  bench_target lines
+#   NAME_micro    bench_micro lines (library micro-benchmarks)
+# Template variables they may set (default empty): BENCH_HEGATE_CLIENTS (more `clients:` entries, each line
+# "  - { ... }"), BENCH_HEGATE_TOPLEVEL (more top-level keys of hegate.yaml, e.g. qr:).
+export BENCH_HEGATE_CLIENTS="" BENCH_HEGATE_TOPLEVEL=""
+BENCH_ROWFILES=()
+for f in bench/rows_*.sh; do
+  [ -f "$f" ] || continue
+  . "$f"; n=$(basename "$f" .sh); BENCH_ROWFILES+=("${n#rows_}")
+done
+rowfile_call() { local n fn; for n in "${BENCH_ROWFILES[@]}"; do fn=${n}_$1; if declare -F "$fn" > /dev/null; then "$fn"; fi; done; }
+rowfile_call setup
+
 # ---- the back end (and Redis for the rate-limited rows), on the client core --------------------------------
 bench_port BACKEND_PORT BACKEND_H2C_PORT BACKEND_TLS_PORT REDIS_PORT
 mkdir -p "$T/nginx"
@@ -155,6 +171,7 @@ for BENCH_ROUND in $(seq 1 "$BENCH_ROUNDS"); do
   row h2o     "$H2O" "https://127.0.0.1:${H2O_TLS_PORT:-0}/bench"
   row hegate  "$PUB" "$HGS/bench"
   row haproxy "$HAP" "https://127.0.0.1:${HAPROXY_TLS_PORT:-0}/bench"
+  rowfile_call rows
   # HOOK: new rows go here, next to the row they are compared with; give each its bench_target below.
   # HOOK (issue 5): the cache-miss path needs a distinct token per request, which h2load cannot send
   #   (its headers are fixed for a run): measure it with a small client of our own as a bench_micro,
@@ -188,6 +205,7 @@ bench_target "issue 5: authenticated route vs HAProxy ES256 jwt_verify (expect â
   "hegate authenticated route (cached token)" h2c "HAProxy 2.6 + ES256 jwt_verify" h2c ">=" 5
 # HOOK (issue 5): bench_target "issue 5: token endpoint" rps "hegate token endpoint (client_credentials)" h2c - - ">=" 2000
 # HOOK (issue 6): bench_target "issue 6: codes (text)" rps "hegate QR code issuance (text)" h2c - - ">=" 10000  (PNG 2000)
+rowfile_call targets
 bench_expect "back end (nginx) direct" h2c 156000
 bench_expect "$H2O" h2c 108000
 bench_expect "$H2O" tls 101000
@@ -203,7 +221,7 @@ if [ -f build/libhegate.a ] && cc -std=gnu11 -O2 -I. -DH2O_USE_EPOLL=1 -o "$T/au
 else
   bench_note "Token verifier micro-benchmark: not built ($(head -1 "$T/auth_bench.cc.log" 2>/dev/null || echo 'no build/libhegate.a'))."
 fi
-# HOOK (issue 6): bench_micro "QR offline verification (qr/ alone)" "$T/qr_bench" â€¦
+rowfile_call micro
 
 bench_report
 exit 0

@@ -218,6 +218,25 @@ auth_reason_t auth_check_revoked(const auth_claims_t *claims, auth_revoked_cb cb
 
 typedef struct auth_tokcache auth_tokcache_t;
 
+/* What a revocation check may remember about one cached token between requests (kept in the token's
+ * cache entry, per thread): e.g. the digests of its sid and jti, and the version of the deny set it was
+ * last found absent from. Zeroed when the token enters the cache. Opaque to auth/. */
+typedef struct {
+    uint64_t version;
+    uint8_t keys[32];
+    uint8_t have_keys;
+} auth_revocation_memo_t;
+/* Like auth_revoked_cb, with the token's MEMO. */
+typedef int (*auth_revoked_memo_cb)(void *data, const char *sid, const char *jti, auth_revocation_memo_t *memo);
+
+/* The hot path of a gateway: auth_verify_bearer without copying the claims. *OUT points at the
+ * verified claims: inside CACHE (valid until the next call on CACHE, i.e. copy what must outlive the
+ * caller's synchronous work) or in SCRATCH (cache miss that could not be cached, or CACHE NULL).
+ * CB gets the memo kept with the cached token (a zeroed one of the call's own otherwise). *OUT is
+ * set on AUTH_OK, AUTH_REVOKED and AUTH_UNAVAILABLE. */
+auth_reason_t auth_verify_bearer_ref(const auth_verifier_t *v, auth_tokcache_t *cache, const char *token, size_t len, int64_t now,
+                                     auth_revoked_memo_cb cb, void *data, auth_claims_t *scratch, const auth_claims_t **out);
+
 /* Everything for one bearer token: auth_verify_token through CACHE (NULL for none), then revocation
  * through CB (required). OUT as for auth_verify_token (also filled on AUTH_REVOKED / AUTH_UNAVAILABLE). */
 auth_reason_t auth_verify_bearer(const auth_verifier_t *v, auth_tokcache_t *cache, const char *token, size_t len, int64_t now,

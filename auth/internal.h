@@ -53,6 +53,14 @@ int auth_es256_verify(const auth_key_t *key, const void *msg, size_t len, const 
  * malloc'd NUL-terminated text or NULL. The fuzz target uses it to reach the claim checks. */
 char *auth_jws_sign_raw(const auth_key_t *key, const char *hdr_b64, size_t hdr_len, const void *payload, size_t len);
 
+/* tokcache.c: the entry of TOKEN if cached and still good (as auth_tokcache_get, counting a hit or a
+ * miss), its claims and memo by reference; NULL otherwise. */
+const auth_claims_t *auth_tokcache_ref(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
+                                       auth_revocation_memo_t **memo);
+/* tokcache.c: auth_tokcache_put, returning the entry's claims and memo (NULL if not cached). */
+const auth_claims_t *auth_tokcache_put_ref(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
+                                           const auth_claims_t *claims, auth_revocation_memo_t **memo);
+
 /* b64.c: 1 if TEXT nests objects/arrays at most MAX_DEPTH deep (strings skipped), else 0. */
 int auth_json_depth_ok(const char *text, size_t len, unsigned max_depth);
 

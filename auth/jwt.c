@@ -581,6 +581,39 @@ auth_reason_t auth_check_revoked(const auth_claims_t *claims, auth_revoked_cb cb
     }
 }
 
+auth_reason_t auth_verify_bearer_ref(const auth_verifier_t *v, auth_tokcache_t *cache, const char *token, size_t len, int64_t now,
+                                     auth_revoked_memo_cb cb, void *data, auth_claims_t *scratch, const auth_claims_t **out)
+{
+    auth_revocation_memo_t own = {0}, *memo = NULL;
+    const auth_claims_t *claims = NULL;
+    if (cb == NULL)
+        return AUTH_INTERNAL;
+    if (len > v->max_token_bytes)
+        return AUTH_TOO_LONG;
+    if (cache != NULL)
+        claims = auth_tokcache_ref(cache, v, token, len, now, &memo);
+    if (claims == NULL) {
+        auth_reason_t r = auth_verify_token(v, token, len, now, scratch);
+        if (r != AUTH_OK)
+            return r;
+        if (cache != NULL)
+            claims = auth_tokcache_put_ref(cache, v, token, len, now, scratch, &memo);
+        if (claims == NULL) {
+            claims = scratch;
+            memo = &own;
+        }
+    }
+    *out = claims;
+    switch (cb(data, claims->sid[0] != '\0' ? claims->sid : NULL, claims->jti, memo)) {
+    case 0:
+        return AUTH_OK;
+    case 1:
+        return AUTH_REVOKED;
+    default:
+        return AUTH_UNAVAILABLE;
+    }
+}
+
 auth_reason_t auth_verify_bearer(const auth_verifier_t *v, auth_tokcache_t *cache, const char *token, size_t len, int64_t now,
                                  auth_revoked_cb cb, void *data, auth_claims_t *out)
 {

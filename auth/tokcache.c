@@ -26,6 +26,7 @@ struct tc_entry {
     uint32_t len, cap;
     uint32_t next; /* next entry in the same bucket, or NIL */
     uint8_t used, referenced;
+    auth_revocation_memo_t memo;
     auth_claims_t claims;
 };
 
@@ -139,7 +140,8 @@ static uint32_t lookup(auth_tokcache_t *c, uint64_t gen, uint64_t h, const char 
     return NIL;
 }
 
-int auth_tokcache_get(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now, auth_claims_t *out)
+const auth_claims_t *auth_tokcache_ref(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
+                                       auth_revocation_memo_t **memo)
 {
     uint32_t i =
         len <= v->max_token_bytes && c->size != 0 ? lookup(c, v->generation, hash_token(c->seed, token, len), token, len) : NIL;
@@ -150,11 +152,21 @@ int auth_tokcache_get(auth_tokcache_t *c, const auth_verifier_t *v, const char *
     }
     if (i == NIL) {
         ++c->stats.misses;
-        return 0;
+        return NULL;
     }
     c->entries[i].referenced = 1;
-    memcpy(out, &c->entries[i].claims, sizeof(*out));
     ++c->stats.hits;
+    if (memo != NULL)
+        *memo = &c->entries[i].memo;
+    return &c->entries[i].claims;
+}
+
+int auth_tokcache_get(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now, auth_claims_t *out)
+{
+    const auth_claims_t *claims = auth_tokcache_ref(c, v, token, len, now, NULL);
+    if (claims == NULL)
+        return 0;
+    memcpy(out, claims, sizeof(*out));
     return 1;
 }
 
@@ -185,24 +197,26 @@ static uint32_t take_slot(auth_tokcache_t *c, int64_t now)
     }
 }
 
-void auth_tokcache_put(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
-                       const auth_claims_t *claims)
+const auth_claims_t *auth_tokcache_put_ref(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
+                                           const auth_claims_t *claims, auth_revocation_memo_t **memo)
 {
     if (len == 0 || len > v->max_token_bytes || len > UINT32_MAX || now >= claims->valid_until)
-        return;
+        return NULL;
     uint64_t h = hash_token(c->seed, token, len);
     uint32_t i = lookup(c, v->generation, h, token, len);
+    struct tc_entry *e;
     if (i != NIL) { /* already there (two requests raced to verify it): refresh */
-        c->entries[i].claims = *claims;
-        c->entries[i].until = claims->valid_until;
-        return;
+        e = &c->entries[i];
+        e->claims = *claims;
+        e->until = claims->valid_until;
+        goto Done;
     }
     i = take_slot(c, now);
-    struct tc_entry *e = &c->entries[i];
+    e = &c->entries[i];
     if (e->cap < len) {
         char *buf = malloc(len);
         if (buf == NULL)
-            return; /* the slot stays free */
+            return NULL; /* the slot stays free */
         if (e->token != NULL)
             OPENSSL_cleanse(e->token, e->cap);
         free(e->token);
@@ -215,12 +229,23 @@ void auth_tokcache_put(auth_tokcache_t *c, const auth_verifier_t *v, const char 
     e->generation = v->generation;
     e->until = claims->valid_until;
     e->claims = *claims;
+    e->memo = (auth_revocation_memo_t){0};
     e->used = 1;
     e->referenced = 0;
     e->next = c->buckets[h & c->mask];
     c->buckets[h & c->mask] = i;
     ++c->size;
     ++c->stats.insertions;
+Done:
+    if (memo != NULL)
+        *memo = &e->memo;
+    return &e->claims;
+}
+
+void auth_tokcache_put(auth_tokcache_t *c, const auth_verifier_t *v, const char *token, size_t len, int64_t now,
+                       const auth_claims_t *claims)
+{
+    auth_tokcache_put_ref(c, v, token, len, now, claims, NULL);
 }
 
 size_t auth_tokcache_size(const auth_tokcache_t *c)

@@ -153,9 +153,9 @@ static void stage_ratelimit(gw_req_t *greq)
 /* ---- stage: authentication and scopes (SPEC §3, §6) ------------------------------------------------------ */
 
 /* The local revocation view: the process's deny set, fed by Redis pub/sub (gateway/revocations.c). */
-static int revoked_cb(void *data, const char *sid, const char *jti)
+static int revoked_cb(void *data, const char *sid, const char *jti, auth_revocation_memo_t *memo)
 {
-    return gw_revocations_check(sid, jti);
+    return gw_revocations_check_memo(sid, jti, memo);
 }
 
 static void send_unauthorized(gw_req_t *greq, const char *www_authenticate, const char *detail)
@@ -182,10 +182,13 @@ static int scope_allows(const char *scope, const gw_strlist_t *need)
     return 0;
 }
 
-static void add_identity_header(h2o_req_t *req, const char *name, const char *value)
+/* adds NAME: VALUE (copied into the request's pool) and returns the copy */
+static const char *add_identity_header(h2o_req_t *req, const char *name, size_t name_len, const char *value)
 {
     size_t len = strlen(value);
-    h2o_add_header_by_str(&req->pool, &req->headers, name, strlen(name), 0, NULL, h2o_strdup(&req->pool, value, len).base, len);
+    char *copy = h2o_strdup(&req->pool, value, len).base;
+    h2o_add_header_by_str(&req->pool, &req->headers, name, name_len, 0, NULL, copy, len);
+    return copy;
 }
 
 /* 0: authenticated (or a public route); -1: answered */
@@ -207,9 +210,10 @@ static int stage_authenticate(gw_req_t *greq)
     }
     const char *token = v.base + 7;
     size_t len = v.len - 7;
-    auth_claims_t *claims = h2o_mem_alloc_pool(&req->pool, sizeof(*claims));
-    auth_reason_t r = auth_verify_bearer(greq->gen->verifier, greq->thread->tokcache, token, len, (int64_t)time(NULL), revoked_cb,
-                                         NULL, claims);
+    auth_claims_t scratch; /* only used when the token is not in (and cannot enter) the thread's cache */
+    const auth_claims_t *claims;
+    auth_reason_t r = auth_verify_bearer_ref(greq->gen->verifier, greq->thread->tokcache, token, len, (int64_t)time(NULL),
+                                             revoked_cb, NULL, &scratch, &claims);
     if (r == AUTH_UNAVAILABLE) {
         gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "token revocation cannot be checked right now");
         return -1;
@@ -231,13 +235,12 @@ static int stage_authenticate(gw_req_t *greq)
         gw_problem_send(greq, 403, "forbidden", "Forbidden", "the token does not carry a scope this route needs");
         return -1;
     }
-    greq->sub = claims->sub;
-    greq->client_id = claims->client_id;
-    add_identity_header(req, "x-hegate-sub", claims->sub);
-    add_identity_header(req, "x-hegate-client", claims->client_id);
-    add_identity_header(req, "x-hegate-scope", claims->scope);
+    /* CLAIMS point into the thread's token cache: what outlives this call is copied into the pool */
+    greq->sub = add_identity_header(req, H2O_STRLIT("x-hegate-sub"), claims->sub);
+    greq->client_id = add_identity_header(req, H2O_STRLIT("x-hegate-client"), claims->client_id);
+    add_identity_header(req, H2O_STRLIT("x-hegate-scope"), claims->scope);
     if (claims->sid[0] != '\0')
-        add_identity_header(req, "x-hegate-sid", claims->sid);
+        add_identity_header(req, H2O_STRLIT("x-hegate-sid"), claims->sid);
     return 0;
 }
 

@@ -29,7 +29,8 @@ static struct {
     entry_t *slots;
     size_t cap, used;
     int synced;
-} set = {PTHREAD_RWLOCK_INITIALIZER};
+    uint64_t version; /* bumped (under the write lock) by every insertion: 0 is never a version */
+} set = {PTHREAD_RWLOCK_INITIALIZER, NULL, 0, 0, 0, 1};
 
 static void member_key(const char *m, size_t len, uint8_t out[16])
 {
@@ -100,19 +101,36 @@ void gw_revocations_add(const char *member, size_t len, int64_t exp)
         return;
     }
     insert_locked(key, exp);
+    __atomic_store_n(&set.version, set.version + 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&set.lock);
 }
 
-static int lookup_locked(const char *prefix, const char *id, int64_t now)
+/* the key of PREFIX ID ("sid:" / "jti:"); 0 when there is nothing to look up */
+static int id_key(const char *prefix, const char *id, uint8_t key[16])
 {
     char m[300];
-    size_t pl = strlen(prefix), il = strlen(id);
+    size_t pl = strlen(prefix), il = id != NULL ? strlen(id) : 0;
     if (il == 0 || pl + il > sizeof(m))
         return 0;
     memcpy(m, prefix, pl);
     memcpy(m + pl, id, il);
-    uint8_t key[16];
     member_key(m, pl + il, key);
+    return 1;
+}
+
+static int lookup_key_locked(const uint8_t key[16], int64_t now)
+{
+    for (size_t i = slot_of(key, set.cap); set.slots[i].exp != 0; i = (i + 1) & (set.cap - 1))
+        if (memcmp(set.slots[i].key, key, 16) == 0)
+            return set.slots[i].exp > now;
+    return 0;
+}
+
+static int lookup_locked(const char *prefix, const char *id, int64_t now)
+{
+    uint8_t key[16];
+    if (!id_key(prefix, id, key))
+        return 0;
     for (size_t i = slot_of(key, set.cap); set.slots[i].exp != 0; i = (i + 1) & (set.cap - 1))
         if (memcmp(set.slots[i].key, key, 16) == 0)
             return set.slots[i].exp > now;
@@ -127,6 +145,30 @@ int gw_revocations_check(const char *sid, const char *jti)
     if (set.cap != 0)
         r = (sid != NULL && lookup_locked("sid:", sid, now)) || (jti != NULL && lookup_locked("jti:", jti, now));
     pthread_rwlock_unlock(&set.lock);
+    return r;
+}
+
+int gw_revocations_check_memo(const char *sid, const char *jti, auth_revocation_memo_t *memo)
+{
+    /* nothing was added since this token was last found absent: still absent (entries only expire) */
+    if (memo->version != 0 && memo->version == __atomic_load_n(&set.version, __ATOMIC_ACQUIRE))
+        return 0;
+    if (!memo->have_keys) { /* have_keys: 1 computed, | 2 a sid key in keys[0..16), | 4 a jti key in keys[16..32) */
+        uint8_t flags = 1;
+        if (id_key("sid:", sid, memo->keys))
+            flags |= 2;
+        if (id_key("jti:", jti, memo->keys + 16))
+            flags |= 4;
+        memo->have_keys = flags;
+    }
+    int64_t now = (int64_t)time(NULL);
+    int r = 0;
+    pthread_rwlock_rdlock(&set.lock);
+    uint64_t version = set.version;
+    if (set.cap != 0)
+        r = ((memo->have_keys & 2) && lookup_key_locked(memo->keys, now)) || ((memo->have_keys & 4) && lookup_key_locked(memo->keys + 16, now));
+    pthread_rwlock_unlock(&set.lock);
+    memo->version = r ? 0 : version;
     return r;
 }
 

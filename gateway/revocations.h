@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "auth/auth.h"
 
 #define GW_REVOCATIONS_KEY "hegate:{id}:revocations"
 #define GW_REVOCATIONS_CHANNEL "hegate:{id}:revocations"
@@ -26,6 +27,11 @@ void gw_revocations_start(struct st_gw_thread_t *thread);
 void gw_revocations_add(const char *member, size_t len, int64_t exp);
 /* 1 if the session SID (may be NULL or "") or the token JTI is revoked now, else 0. Any thread. */
 int gw_revocations_check(const char *sid, const char *jti);
+/* The same for a cached token: MEMO (zeroed when the token entered the cache) keeps the digests of
+ * its sid and jti and the version of the set it was last found absent from, so that a token asked
+ * about again costs one atomic read until something is revoked anywhere. Any thread (a memo belongs
+ * to one thread's cache). */
+int gw_revocations_check_memo(const char *sid, const char *jti, auth_revocation_memo_t *memo);
 /* 1 while the subscriber is subscribed and has read the sorted set since its last (re)connect. */
 int gw_revocations_synced(void);
 

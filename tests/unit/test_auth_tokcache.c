@@ -281,10 +281,78 @@ static void test_many_entries_consistent(void **state)
     auth_tokcache_free(c);
 }
 
+/* the by-reference path: the claims come from the cache without a copy, and the revocation callback
+ * gets the memo kept with the cached token (zeroed when the token enters the cache, the same memo on
+ * every hit, a fresh one for a new entry), or a call-local zeroed memo when nothing can be cached */
+struct memo_probe {
+    int calls;
+    auth_revocation_memo_t *last;
+    uint64_t seen_version;
+    int revoked;
+};
+
+static int memo_cb(void *data, const char *sid, const char *jti, auth_revocation_memo_t *memo)
+{
+    struct memo_probe *p = data;
+    assert_non_null(memo);
+    assert_string_equal(sid, "s-1");
+    ++p->calls;
+    p->last = memo;
+    p->seen_version = memo->version;
+    memo->version = 42; /* what a real check would remember */
+    return p->revoked;
+}
+
+static void test_ref_and_memo(void **state)
+{
+    (void)state;
+    auth_tokcache_t *c = auth_tokcache_new(16);
+    char *t = token("ref", NOW + 600), *u = token("ref2", NOW + 600);
+    struct memo_probe p = {0, NULL, 0, 0};
+    auth_claims_t scratch;
+    const auth_claims_t *cl = NULL, *cl2 = NULL;
+    assert_int_equal(auth_verify_bearer_ref(verifier, c, t, strlen(t), NOW, memo_cb, &p, &scratch, &cl), AUTH_OK);
+    assert_true(cl != &scratch); /* cached: the claims live in the cache */
+    assert_string_equal(cl->jti, "ref");
+    assert_int_equal(p.seen_version, 0); /* a new entry's memo is zeroed */
+    auth_revocation_memo_t *m1 = p.last;
+    assert_int_equal(auth_verify_bearer_ref(verifier, c, t, strlen(t), NOW + 1, memo_cb, &p, &scratch, &cl2), AUTH_OK);
+    assert_ptr_equal(cl2, cl);
+    assert_ptr_equal(p.last, m1);         /* the same memo on a hit... */
+    assert_int_equal(p.seen_version, 42); /* ...holding what the callback left there */
+    assert_int_equal(auth_tokcache_stats(c).hits, 1);
+    /* another token: its own memo, zeroed */
+    assert_int_equal(auth_verify_bearer_ref(verifier, c, u, strlen(u), NOW, memo_cb, &p, &scratch, &cl2), AUTH_OK);
+    assert_true(p.last != m1);
+    assert_int_equal(p.seen_version, 0);
+    assert_string_equal(cl2->jti, "ref2");
+    /* revoked and unavailable answers are passed through, the claims still given */
+    p.revoked = 1;
+    assert_int_equal(auth_verify_bearer_ref(verifier, c, t, strlen(t), NOW + 2, memo_cb, &p, &scratch, &cl2), AUTH_REVOKED);
+    assert_ptr_equal(cl2, cl);
+    p.revoked = -1;
+    assert_int_equal(auth_verify_bearer_ref(verifier, c, t, strlen(t), NOW + 2, memo_cb, &p, &scratch, &cl2), AUTH_UNAVAILABLE);
+    /* no cache: scratch holds the claims and the memo is the call's own, zeroed each time */
+    p.revoked = 0;
+    assert_int_equal(auth_verify_bearer_ref(verifier, NULL, t, strlen(t), NOW, memo_cb, &p, &scratch, &cl2), AUTH_OK);
+    assert_ptr_equal(cl2, &scratch);
+    assert_int_equal(p.seen_version, 0);
+    /* a bad token never reaches the callback; a missing callback is an internal error */
+    int calls = p.calls;
+    t[strlen(t) - 2] ^= 1;
+    assert_int_not_equal(auth_verify_bearer_ref(verifier, c, t, strlen(t), NOW, memo_cb, &p, &scratch, &cl2), AUTH_OK);
+    assert_int_equal(p.calls, calls);
+    assert_int_equal(auth_verify_bearer_ref(verifier, c, u, strlen(u), NOW, NULL, &p, &scratch, &cl2), AUTH_INTERNAL);
+    free(t);
+    free(u);
+    auth_tokcache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_skips_verification),
+        cmocka_unit_test(test_ref_and_memo),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_capacity_bound_and_clock),
         cmocka_unit_test(test_other_bytes_miss),

@@ -130,7 +130,6 @@ typedef struct {
     const char *sub;       /* authenticated subject, or NULL */
     uint64_t started_at; /* ms */
     gw_ratelimit_check_t *rl_check; /* a rate-limit check in flight */
-    gw_ratelimit_verdict_t rl_verdict;
     h2o_iovec_t rl_policy_hdr, rl_state_hdr; /* RateLimit-Policy / RateLimit values for every answer */
 } gw_req_t;
 

@@ -144,10 +144,11 @@ static void stage_ratelimit(gw_req_t *greq)
         gw_proxy_start(greq);
         return;
     }
-    greq->rl_check =
-        gw_ratelimit_check(greq->thread->ratelimit, pols, keys, n, &greq->rl_verdict, on_ratelimit_verdict, greq);
+    /* from the pool only here: most requests never need one (it would push the pool past its first chunk) */
+    gw_ratelimit_verdict_t *verdict = h2o_mem_alloc_pool(&greq->req->pool, sizeof(*verdict));
+    greq->rl_check = gw_ratelimit_check(greq->thread->ratelimit, pols, keys, n, verdict, on_ratelimit_verdict, greq);
     if (greq->rl_check == NULL)
-        on_ratelimit_verdict(greq, &greq->rl_verdict);
+        on_ratelimit_verdict(greq, verdict);
 }
 
 /* ---- stage: authentication and scopes (SPEC §3, §6) ------------------------------------------------------ */

@@ -11,6 +11,7 @@
  */
 #include <assert.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -695,6 +696,12 @@ static void fallback(gw_ratelimit_ctx_t *ctx, gw_ratelimit_result_t *results, co
     }
 }
 
+/* *DST = *SRC for the SRC->n results in use (the rest of the array is garbage) */
+static void verdict_copy(gw_ratelimit_verdict_t *dst, const gw_ratelimit_verdict_t *src)
+{
+    memcpy(dst, src, offsetof(gw_ratelimit_verdict_t, results) + src->n * sizeof(src->results[0]));
+}
+
 static void finalize(gw_ratelimit_verdict_t *v)
 {
     v->verdict = GW_RL_ALLOW;
@@ -765,7 +772,7 @@ static void sub_done(rl_sub_t *sub, const uint64_t *d, int64_t now)
     gw_ratelimit_verdict_t *out = check->out;
     gw_ratelimit_cb cb = check->cb;
     void *cbdata = check->data;
-    *out = check->v;
+    verdict_copy(out, &check->v);
     check_release(check);
     cb(cbdata, out);
 }
@@ -1006,7 +1013,7 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
     check->cb = cb;
     check->data = data;
     check->pending = ngroups;
-    check->v = v;
+    verdict_copy(&check->v, &v);
     memcpy(check->h, h, sizeof(h[0]) * n);
     h2o_linklist_insert(&ctx->inflight, &check->link);
     for (size_t g = 0; g != GW_RATELIMIT_MAX_POLICIES; ++g)
@@ -1022,7 +1029,7 @@ gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratel
 
 Done:
     finalize(&v);
-    *out = v;
+    verdict_copy(out, &v);
     return NULL;
 }
 

@@ -567,18 +567,17 @@ auth_reason_t auth_verify_token(const auth_verifier_t *v, const char *token, siz
     return r;
 }
 
+/* a revocation callback's answer: 0 not revoked, 1 revoked, anything else unknown */
+static auth_reason_t revocation_reason(int answer)
+{
+    return answer == 0 ? AUTH_OK : answer == 1 ? AUTH_REVOKED : AUTH_UNAVAILABLE;
+}
+
 auth_reason_t auth_check_revoked(const auth_claims_t *claims, auth_revoked_cb cb, void *data)
 {
     if (cb == NULL)
         return AUTH_INTERNAL;
-    switch (cb(data, claims->sid[0] != '\0' ? claims->sid : NULL, claims->jti)) {
-    case 0:
-        return AUTH_OK;
-    case 1:
-        return AUTH_REVOKED;
-    default:
-        return AUTH_UNAVAILABLE;
-    }
+    return revocation_reason(cb(data, claims->sid[0] != '\0' ? claims->sid : NULL, claims->jti));
 }
 
 auth_reason_t auth_verify_bearer_ref(const auth_verifier_t *v, auth_tokcache_t *cache, const char *token, size_t len, int64_t now,
@@ -604,14 +603,7 @@ auth_reason_t auth_verify_bearer_ref(const auth_verifier_t *v, auth_tokcache_t *
         }
     }
     *out = claims;
-    switch (cb(data, claims->sid[0] != '\0' ? claims->sid : NULL, claims->jti, memo)) {
-    case 0:
-        return AUTH_OK;
-    case 1:
-        return AUTH_REVOKED;
-    default:
-        return AUTH_UNAVAILABLE;
-    }
+    return revocation_reason(cb(data, claims->sid[0] != '\0' ? claims->sid : NULL, claims->jti, memo));
 }
 
 auth_reason_t auth_verify_bearer(const auth_verifier_t *v, auth_tokcache_t *cache, const char *token, size_t len, int64_t now,

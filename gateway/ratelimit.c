@@ -515,7 +515,8 @@ struct st_gw_ratelimit_check_t {
 #define BATCH_REQS 64
 #define BATCH_KEYS 128
 #define BATCH_TEXT 16384
-#define BATCH_OPEN 16 /* batches collecting at once (a cluster: one per slot) */
+#define BATCH_OPEN 16       /* batches collecting at once (a cluster: one per slot) */
+#define BATCH_SPARE_MAX 16  /* released batches kept for reuse */
 #define BATCH_ARGS (4 * BATCH_KEYS + BATCH_REQS)
 
 struct st_rl_batch_t {
@@ -545,7 +546,7 @@ struct st_gw_ratelimit_ctx_t {
     h2o_linklist_t inflight, freelist;
     size_t num_free;
     h2o_linklist_t open, sent, spare; /* batches */
-    size_t num_open;
+    size_t num_open, num_spare;
     h2o_timeout_t flush_timeout; /* 0 ms: the end of this loop iteration */
     h2o_timeout_entry_t flush_entry;
     const char **args; /* scratch for building a script call (BATCH_ARGS each) */
@@ -781,7 +782,12 @@ static void batch_release(rl_batch_t *b)
 {
     gw_ratelimit_ctx_t *ctx = b->ctx;
     h2o_linklist_unlink(&b->link);
-    h2o_linklist_insert(&ctx->spare, &b->link);
+    if (ctx->num_spare < BATCH_SPARE_MAX) {
+        h2o_linklist_insert(&ctx->spare, &b->link);
+        ++ctx->num_spare;
+    } else {
+        free(b);
+    }
 }
 
 static void on_batch_reply(void *data, const redisReply *reply, const char *err)
@@ -880,6 +886,7 @@ static rl_batch_t *batch_for(gw_ratelimit_ctx_t *ctx, unsigned slot, size_t n, s
     if (!h2o_linklist_is_empty(&ctx->spare)) {
         b = H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, ctx->spare.next);
         h2o_linklist_unlink(&b->link);
+        --ctx->num_spare;
     } else {
         b = h2o_mem_alloc(sizeof(*b));
         b->link = (h2o_linklist_t){NULL, NULL};

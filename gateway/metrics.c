@@ -232,6 +232,7 @@ char *gw_metrics_render(size_t *len)
         }
     }
     uint64_t store_errors = 0;
+    gw_ratelimit_stats_t rl_sum = {0};
     for (gw_metrics_t *m = all; m != NULL; m = m->next) {
         const gw_store_t *store = __atomic_load_n(&m->store, __ATOMIC_ACQUIRE);
         if (store != NULL) {
@@ -245,6 +246,12 @@ char *gw_metrics_render(size_t *len)
         if (rl != NULL) {
             gw_ratelimit_stats_t rs;
             gw_ratelimit_get_stats(rl, &rs);
+            rl_sum.store_checks += rs.store_checks;
+            rl_sum.cache_hits += rs.cache_hits;
+            rl_sum.local_checks += rs.local_checks;
+            rl_sum.open_checks += rs.open_checks;
+            rl_sum.closed_checks += rs.closed_checks;
+            rl_sum.store_calls += rs.store_calls;
             uint64_t fallbacks = rs.local_checks + rs.open_checks + rs.closed_checks;
             /* those after a failed call are already in the store's own count */
             store_errors += fallbacks > rs.store_failures ? fallbacks - rs.store_failures : 0;
@@ -253,6 +260,17 @@ char *gw_metrics_render(size_t *len)
     sb_printf(&sb, "# HELP hegate_store_errors_total Store (Redis) calls that failed: timeouts, connection loss, store down.\n"
                    "# TYPE hegate_store_errors_total counter\nhegate_store_errors_total %llu\n",
               (unsigned long long)store_errors);
+    sb_printf(&sb,
+              "# HELP hegate_ratelimit_checks_total Rate-limit policy checks by who answered: store (Redis), cache (known over the "
+              "limit), local/open/closed (store down, on_store_down).\n"
+              "# TYPE hegate_ratelimit_checks_total counter\n"
+              "hegate_ratelimit_checks_total{source=\"store\"} %llu\nhegate_ratelimit_checks_total{source=\"cache\"} %llu\n"
+              "hegate_ratelimit_checks_total{source=\"local\"} %llu\nhegate_ratelimit_checks_total{source=\"open\"} %llu\n"
+              "hegate_ratelimit_checks_total{source=\"closed\"} %llu\n"
+              "# HELP hegate_ratelimit_store_calls_total Rate-limit script calls sent to Redis (each carries the checks of one "
+              "event-loop iteration).\n# TYPE hegate_ratelimit_store_calls_total counter\nhegate_ratelimit_store_calls_total %llu\n",
+              (unsigned long long)rl_sum.store_checks, (unsigned long long)rl_sum.cache_hits, (unsigned long long)rl_sum.local_checks,
+              (unsigned long long)rl_sum.open_checks, (unsigned long long)rl_sum.closed_checks, (unsigned long long)rl_sum.store_calls);
     pthread_mutex_unlock(&mutex);
     *len = sb.len;
     return sb.buf;

@@ -195,3 +195,14 @@ def test_ratelimited_total_counts_every_429(gateway, fast_backend, redis_server)
     for g in gws:
         assert g.metrics().value("hegate_requests_total", route="rl", code="429") == \
             sum(1 for s in samples if s.status == 429 and s.gw == gws.index(g))
+    # who answered: each request either went to Redis with both policies, or was refused by the deny
+    # cache on "tight" alone ("loose" never refuses, so it is never in the cache); the Redis answers
+    # came in batches (script calls)
+    store = sum(g.metrics().value("hegate_ratelimit_checks_total", source="store") for g in gws)
+    cache = sum(g.metrics().value("hegate_ratelimit_checks_total", source="cache") for g in gws)
+    calls = sum(g.metrics().value("hegate_ratelimit_store_calls_total") for g in gws)
+    down = sum(g.metrics().value("hegate_ratelimit_checks_total", source=s) for g in gws for s in ("local", "open", "closed"))
+    print("checks answered by Redis %d in %d script calls, by the deny cache %d" % (store, calls, cache))
+    assert down == 0 and cache > 0
+    assert store % 2 == 0 and store // 2 + cache == len(samples)
+    assert 0 < calls <= store // 2

@@ -864,6 +864,8 @@ static void flush_all(h2o_timeout_entry_t *entry)
     gw_ratelimit_ctx_t *ctx = H2O_STRUCT_FROM_MEMBER(gw_ratelimit_ctx_t, flush_entry, entry);
     while (!h2o_linklist_is_empty(&ctx->open))
         batch_send(H2O_STRUCT_FROM_MEMBER(rl_batch_t, link, ctx->open.next));
+    if (ctx->store != NULL) /* out now: the store's own end-of-iteration flush may already have run */
+        gw_store_flush(ctx->store);
 }
 
 /* the collecting batch for SLOT with room for N more keys of TEXTLEN bytes in all (a new one if needed) */

@@ -1330,6 +1330,20 @@ int gw_store_is_up(const gw_store_t *store)
     return __atomic_load_n(&store->up, __ATOMIC_RELAXED);
 }
 
+void gw_store_flush(gw_store_t *store)
+{
+    for (size_t i = 0; i != store->num_nodes; ++i) {
+        store_node_t *node = store->nodes[i];
+        if (node == NULL || node->ac == NULL)
+            continue;
+        store_sock_t *s = node->ac->ev.data;
+        if (s != NULL && h2o_timeout_is_linked(&s->flush)) {
+            h2o_timeout_unlink(&s->flush);
+            sock_on_flush(&s->flush); /* may drop the connection (and S) */
+        }
+    }
+}
+
 int gw_store_is_cluster(const gw_store_t *store)
 {
     return store->cluster;

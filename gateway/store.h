@@ -117,6 +117,11 @@ gw_store_req_t *gw_store_evalsha(gw_store_t *store, const gw_store_script_t *scr
 /* 1 when the store can serve every key right now (single: connected and handshaken; cluster: the
  * slot map covers all slots and every master in it is connected). Any thread. */
 int gw_store_is_up(const gw_store_t *store);
+/* Writes the commands queued so far now, instead of at the end of this loop iteration (for a caller
+ * that queues from a timeout callback which may run after the store's own). Loop thread only. If a
+ * write fails, the callbacks of that connection's pending commands run from inside this call (with
+ * GW_STORE_ERR_DISCONNECTED): call it where such callbacks may run, never with state half-updated. */
+void gw_store_flush(gw_store_t *store);
 /* 1 for a Redis Cluster (then the keys of one command or script must share a slot). */
 int gw_store_is_cluster(const gw_store_t *store);
 /* 1 when the connection that owns KEY is up (loop thread only). */

@@ -119,22 +119,40 @@ if [ $ok != 1 ]; then
   die "hegate exited (status $rc) before it was healthy: see its messages above"
 fi
 
+# 6. the demo resident (Redis starts empty every time): DEV ONLY, fixed public values; made-up numbers
+DEMO_PHONE=13800000000 DEMO_PASSWORD=hecheng-demo-only
+if printf '%s' "$DEMO_PASSWORD" | "$HEGATE" user add -c "$CONF" --phone "$DEMO_PHONE" --name 演示居民 \
+     --id-number 230204199001011234 --card social:2302041990 --card bus:88880001 --card bank:6222000000000001 \
+     --password-stdin >/dev/null; then
+  say "demo resident: phone $DEMO_PHONE, password $DEMO_PASSWORD (dev only)"
+else
+  warn "could not create the demo resident: scripts/demo_token.py resident will fail"
+fi
+
 cat <<EOF
 
   hegate is up (pid $GW) — config $CONF
     https://127.0.0.1:8443   TLS, HTTP/2 (ALPN h2) and HTTP/1.1   (self-signed: use -k)
     http://127.0.0.1:8080    cleartext HTTP/1.1, h2c
     http://$ADMIN    admin: /healthz /readyz /metrics
-  routes (public until issue 5): /api/v1/appointments  /api/v1/query  /api/v1/services  /api/v1/payments
+  routes: /api/v1/appointments (public, per-ip limit)  /api/v1/query (scope query, per-user + per-client)
+          /api/v1/services (scope service)  /api/v1/payments (scope payment)
 
   try:
-    curl --http2 -k https://127.0.0.1:8443/api/v1/query/fund
-    curl --http2-prior-knowledge http://127.0.0.1:8080/api/v1/appointments/today
-    curl --http2 http://127.0.0.1:8080/api/v1/services/permits        # h2c by Upgrade
-    curl -k -X POST --data '{"fee":12}' https://127.0.0.1:8443/api/v1/payments
-    curl -k 'https://127.0.0.1:8443/api/v1/query/slow?delay_ms=800'
+    curl --http2-prior-knowledge http://127.0.0.1:8080/api/v1/appointments/today     # public, h2c
+    curl -k -i https://127.0.0.1:8443/api/v1/query/fund                               # 401: needs a token
+    TOKEN=\$(scripts/demo_token.py resident)          # the demo resident signs in (code + PKCE)
+    curl -k -H "authorization: Bearer \$TOKEN" https://127.0.0.1:8443/api/v1/query/fund
+    curl -k -H "authorization: Bearer \$TOKEN" https://127.0.0.1:8443/oauth2/userinfo   # masked
+    curl -k -H "authorization: Bearer \$TOKEN" https://127.0.0.1:8443/qr/v1/codes/transit.png -o code.png && zbarimg --raw -q code.png 2>/dev/null
+    GATE=\$(scripts/demo_token.py gate)                # a transit gate's client (client_credentials)
+    curl -k -H "authorization: Bearer \$GATE" --json "{\"code\":\"\$(zbarimg --raw -q code.png 2>/dev/null)\"}" https://127.0.0.1:8443/qr/v1/verify
+    curl -k https://127.0.0.1:8443/.well-known/openid-configuration
+  in a browser (sign in as the demo resident, consent, then read the code in the address bar):
+    https://127.0.0.1:8443/oauth2/authorize?response_type=code&client_id=mp-partner&redirect_uri=https%3A%2F%2Fmp.partner.example%2Fcb&scope=openid%20query&state=demo&code_challenge=DbmVOJHDcDaHL5MQszlyVlGK8MyaEBPT_-mS0kynl9o&code_challenge_method=S256
+    (its PKCE verifier: hegate-demo-verifier-0123456789-abcdefghijklmnop)
     curl -s http://$ADMIN/metrics | grep ^hegate_
-    h2load -n 10000 -c 10 -m 10 http://127.0.0.1:8080/api/v1/query/fund
+    h2load -n 10000 -c 10 -m 10 http://127.0.0.1:8080/api/v1/appointments/today
 
   Ctrl-C stops everything (logs: var/log/).
 EOF

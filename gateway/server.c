@@ -552,6 +552,23 @@ static void log_errors(const char *prefix, gw_errors_t *errs)
         gw_log("error", "%s%s", prefix, errs->v[i]);
 }
 
+static int str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/* whether the store settings (read once per thread at start) differ */
+static int store_conf_changed(const gw_conf_t *a, const gw_conf_t *b)
+{
+    if (str_differs(a->redis.url, b->redis.url) || a->redis.timeout_ms != b->redis.timeout_ms ||
+        a->redis.cluster.n != b->redis.cluster.n || a->on_store_down != b->on_store_down || a->nodes != b->nodes)
+        return 1;
+    for (size_t i = 0; i != a->redis.cluster.n; ++i)
+        if (str_differs(a->redis.cluster.v[i], b->redis.cluster.v[i]))
+            return 1;
+    return 0;
+}
+
 static void reload(void)
 {
     gw_errors_t errs = {NULL, 0};
@@ -568,6 +585,8 @@ static void reload(void)
     const gw_conf_t *old = server.gen->conf;
     if (conf->num_listen != old->num_listen || conf->threads != old->threads || conf->admin.port != old->admin.port)
         gw_log("warn", "reload: listeners, threads and admin changes take effect only after a restart");
+    if (store_conf_changed(conf, old))
+        gw_log("warn", "reload: redis, on_store_down and nodes changes take effect only after a restart");
     for (unsigned i = 0; i != server.num_threads; ++i) {
         gw_gen_addref(gen);
         send_control(&server.threads[i], gen, 0);

@@ -156,6 +156,25 @@ def test_sighup_valid_config_adds_route_keeps_connection(gateway, backend):
             c.close()
         h1.close()
     assert g.alive()
+    assert "only after a restart" not in g.stderr()  # nothing was ignored
+
+
+def test_sighup_says_what_needs_a_restart(gateway, backend):
+    """The store settings are read once per thread: a reload that changes them applies the rest and
+    says plainly that those need a restart."""
+    b = backend("q-1")
+    g = gateway([route("q", "/api/v1/query", [b.url])])
+    cfg = dict(g.cfg)
+    cfg["on_store_down"] = "closed" if cfg.get("on_store_down") != "closed" else "open"
+    cfg["routes"] = [route("q", "/api/v1/query", [b.url]), route("new", "/api/v1/new", [b.url])]
+    g.write_config(cfg)
+    g.reload()
+    deadline = time.monotonic() + 5
+    while "on_store_down and nodes changes take effect only after a restart" not in g.stderr() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "on_store_down and nodes changes take effect only after a restart" in g.stderr(), g.stderr()[-2000:]
+    with g.client() as c:
+        assert c.get(g.http + "/api/v1/new/x").status_code == 200  # the rest of the reload applied
 
 
 def test_sighup_removes_route_and_httpx_h2_client_survives(gateway, backend):

@@ -7,10 +7,10 @@ BUILD    ?= build
 SAN      ?=
 OPT      ?= -O2
 PY       := /usr/bin/python3
-CPPFLAGS += -DH2O_USE_EPOLL=1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -I/usr/include/libpng16
+CPPFLAGS += -DH2O_USE_EPOLL=1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I.
 CFLAGS   += -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -fno-strict-aliasing $(SAN)
-LDLIBS   := -lh2o-evloop -lhiredis -ljwt -lqrencode -lpng16 -lyaml -ljansson -lssl -lcrypto -lz -lpthread -lm
+LDLIBS   := -lh2o-evloop -lhiredis -ljwt -lqrencode -lyaml -ljansson -lssl -lcrypto -lz -lpthread -lm
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CPPFLAGS += -DHEGATE_VERSION='"$(VERSION)"'
 

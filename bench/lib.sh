@@ -12,8 +12,9 @@
 #                                    -d body.json, -H 'content-type: ...')
 #   bench_skip NAME PROTO REASON     a line of the table that could not be measured
 #   bench_target LABEL KIND A_NAME A_PROTO B_NAME B_PROTO OP VALUE
-#                                    a PASS/MISS line: KIND rps_ratio | p99_ratio | p99_added_ms | rps
-#                                    (rps: absolute, B_NAME/B_PROTO are "-"); OP >= or <=
+#                                    a PASS/MISS line: KIND rps_ratio | p99_ratio | p99_added_ms | rps | ok_rps
+#                                    (rps: absolute, B_NAME/B_PROTO are "-"; ok_rps: the same counting only
+#                                    2xx answers); OP >= or <=
 #   bench_expect NAME PROTO REQ_S    NOTES.md's quiet-machine number for a reference row
 #   bench_note TEXT                  a paragraph under the table
 #   bench_micro TITLE CMD...         run a micro-benchmark (pinned to the server core) and put its output

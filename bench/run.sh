@@ -214,7 +214,7 @@ bench_expect "$HAP" tls 87000
 
 # ---- micro-benchmarks (libraries alone, pinned to the server core) ------------------------------------------
 if [ -f build/libhegate.a ] && cc -std=gnu11 -O2 -I. -DH2O_USE_EPOLL=1 -o "$T/auth_bench" bench/auth_bench.c \
-     build/libhegate.a -lh2o-evloop -lhiredis -ljwt -lqrencode -lpng16 -lyaml -ljansson -lssl -lcrypto -lz \
+     build/libhegate.a -lh2o-evloop -lhiredis -ljwt -lqrencode -lyaml -ljansson -lssl -lcrypto -lz \
      -lpthread -lm 2> "$T/auth_bench.cc.log"; then
   bench_micro "Token verifier (issue 5 target: cache miss ≥ 12,000/s on one core; \`bench/auth_bench.c\`, OpenSSL's own ECDSA verify rate is the ceiling):" \
     "$T/auth_bench" 20000 1

@@ -230,7 +230,7 @@ def cmd_table(d):
         multi = len(by_round) > 1
 
         def value(kind, a, b):
-            if not a or math.isnan(f(a["rps"])) or (kind != "rps" and (not b or math.isnan(f(b["rps"])))):
+            if not a or math.isnan(f(a["rps"])) or (kind not in ("rps", "ok_rps") and (not b or math.isnan(f(b["rps"])))):
                 return None
             if kind == "rps_ratio":
                 return f(a["rps"]) / f(b["rps"])
@@ -240,15 +240,17 @@ def cmd_table(d):
                 return f(a["p99"]) - f(b["p99"])
             if kind == "rps":
                 return f(a["rps"])
+            if kind == "ok_rps":  # absolute, counting only the 2xx answers (a fast error is not throughput)
+                return f(a["rps"]) * f(a["ok"]) / f(a["n"]) if f(a["n"]) > 0 else None
             return None
 
         for label, kind, an, ap, bn, bp, op, val in targets:
             val = f(val)
-            unit = {"rps_ratio": "×", "p99_ratio": "×", "p99_added_ms": " ms", "rps": " req/s"}.get(kind)
+            unit = {"rps_ratio": "×", "p99_ratio": "×", "p99_added_ms": " ms", "rps": " req/s", "ok_rps": " req/s"}.get(kind)
             if unit is None:
                 out.append("- %s: unknown kind %s" % (label, kind))
                 continue
-            show = (lambda x: fmt_rps(x)) if kind == "rps" else (lambda x: "%.2f" % x)
+            show = (lambda x: fmt_rps(x)) if kind in ("rps", "ok_rps") else (lambda x: "%.2f" % x)
             extra = ""
             if multi:  # the same comparison within each round (same machine state), then the median
                 vs = [value(kind, rr.get((an, ap)), rr.get((bn, bp))) for _, rr in sorted(by_round.items())]

@@ -331,6 +331,25 @@ int qr_key_save_private_pem(const qr_key_t *key, const char *path)
     return ret;
 }
 
+int qr_key_private_pem(const qr_key_t *key, char *buf, size_t bufsz, size_t *len)
+{
+    BIO *bio;
+    char *data;
+    long n;
+    int ret = -1;
+    if (!key->has_private || (bio = BIO_new(BIO_s_secmem())) == NULL) /* cleared when freed */
+        return -1;
+    if (PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) == 1 && (n = BIO_get_mem_data(bio, &data)) > 0 &&
+        (size_t)n < bufsz) {
+        memcpy(buf, data, (size_t)n);
+        buf[n] = '\0';
+        *len = (size_t)n;
+        ret = 0;
+    }
+    BIO_free(bio);
+    return ret;
+}
+
 void qr_key_free(qr_key_t *key)
 {
     if (key == NULL)

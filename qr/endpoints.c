@@ -15,9 +15,12 @@
  *   hegate:{id}:qrcred:<sub>:<scene>  hash: cred (base64url of bytes 0–127), dev (the online device key,
  *                                     PKCS#8 PEM sealed with the data key), exp, ctr; expires with the credential
  *   hegate:{id}:qrserial              INCR: credential serials (unique across every issuer key)
- *   hegate:{id}:qrs:<serial>          hash: sub, scene — whose credential (expires a day after it)
+ *   hegate:{id}:qrs:<serial>          hash: sub, scene, exp — whose credential (expires a day after it)
  *   hegate:{id}:qrsubs:<sub>          set: the resident's serials (revoke)
- *   hegate:{id}:qrdeny                set: revoked serials (the trust list's deny)
+ *   hegate:{id}:qrdenyz               sorted set: revoked serials (the trust list's deny), scored by their
+ *                                     credential's expiry; a serial leaves it QR_DENY_KEEP after that
+ *   hegate:{id}:qrdeny                (the deny list's earlier form, a plain set: moved into qrdenyz by the
+ *                                     first script that reads or writes the deny list)
  *   hegate:{id}:qrseen:<kid>:<serial>:<counter>  consumed codes, until gen + ttl + 5
  *   hegate:{id}:qrscans:<sub>         list: the resident's scan history (JSON, newest first, capped)
  *   hegate:{id}:qrpay:<sha256>        one-time payment token (120 s): sub
@@ -36,11 +39,14 @@
 #include "gateway/gateway.h"
 #include "auth/oauth_internal.h"
 #include "qr/hmt1.h"
+#include "qr/endpoints_internal.h"
 
 #define QR_RK AUTH_RK
 #define QR_SCANS_CAP 100
 #define QR_PAYTOK_TTL 120
-#define QR_BODY_MAX 4096
+/* A revoked serial stays on the deny list this long after its credential expired: after that any code
+ * of it is credential_expired anyway, to a gate whose clock is no more than a day late. */
+#define QR_DENY_KEEP 86400
 #define QR_PNG_SCALE 8
 #define QR_NOT_AFTER_OPEN 253402300799LL /* 9999-12-31: the signing key has no end yet */
 
@@ -294,22 +300,66 @@ static auth_claims_t *resident(gw_req_t *greq, const char *scope)
     return cl;
 }
 
-/* the request body as one JSON object (400 problem and NULL otherwise); json_decref it */
-static json_t *body_json(gw_req_t *greq)
-{
-    h2o_req_t *req = greq->req;
-    json_t *doc = NULL;
-    if (req->entity.base != NULL && req->entity.len <= QR_BODY_MAX)
-        doc = auth_json_parse_object(req->entity.base, req->entity.len, 4);
-    if (doc == NULL)
-        gw_problem_send(greq, 400, "bad-request", "Bad Request", "the body must be one JSON object (at most 4 KiB)");
-    return doc;
-}
-
 static const char *json_str(json_t *doc, const char *name)
 {
     json_t *v = json_object_get(doc, name);
     return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+int qr_body_parse(qr_body_kind_t kind, const char *body, size_t len, qr_body_t *out)
+{
+    json_t *doc = body != NULL && len <= QR_BODY_MAX ? auth_json_parse_object(body, len, 4) : NULL;
+    int ret = 0;
+    memset(out, 0, sizeof(*out));
+    if (doc == NULL)
+        return -1;
+    if (kind == QR_BODY_CODES || kind == QR_BODY_CREDENTIALS) {
+        const char *s = json_str(doc, "scene");
+        out->scene = s != NULL ? qr_scene_from_name(s) : 0;
+    }
+    if (kind == QR_BODY_CREDENTIALS) {
+        const char *dk = json_str(doc, "device_public_key");
+        uint8_t point[HMT1_POINT_FULL_LEN + 3];
+        size_t pl = 0;
+        qr_key_t *k = NULL;
+        if (dk != NULL && qr_b64url_decode(dk, strlen(dk), point, sizeof(point), &pl) == 0)
+            k = qr_key_from_point(point, pl);
+        if (k != NULL)
+            qr_key_point(k, out->device_point);
+        else
+            ret = -2;
+        qr_key_free(k);
+    } else if (kind == QR_BODY_VERIFY) {
+        json_t *jc = json_object_get(doc, "code"), *jt = json_object_get(doc, "terminal_id");
+        if (!json_is_string(jc) || (jt != NULL && !json_is_string(jt)))
+            ret = -2;
+        else
+            out->code_readable = qr_code_from_text(json_string_value(jc), json_string_length(jc), out->code) == 0;
+    } else if (kind == QR_BODY_REDEEM) {
+        json_t *jp = json_object_get(doc, "payment_token");
+        if (!json_is_string(jp) || json_string_length(jp) > 64 || strlen(json_string_value(jp)) != json_string_length(jp))
+            ret = -2;
+        else
+            memcpy(out->payment_token, json_string_value(jp), json_string_length(jp) + 1);
+    }
+    json_decref(doc);
+    return ret;
+}
+
+/* the request body parsed as KIND into OUT (pool memory); NULL after a 400 problem */
+static qr_body_t *body_parse(gw_req_t *greq, qr_body_kind_t kind)
+{
+    h2o_req_t *req = greq->req;
+    qr_body_t *b = h2o_mem_alloc_pool(&req->pool, sizeof(*b));
+    int r = qr_body_parse(kind, req->entity.base, req->entity.len, b);
+    if (r == -1)
+        gw_problem_send(greq, 400, "bad-request", "Bad Request", "the body must be one JSON object (at most 4 KiB)");
+    else if (r != 0)
+        gw_problem_send(greq, 400, "bad-request", "Bad Request",
+                        kind == QR_BODY_CREDENTIALS ? "device_public_key must be a P-256 SEC1 point in base64url"
+                        : kind == QR_BODY_VERIFY    ? "code (a string) is required; terminal_id must be a string"
+                                                    : "payment_token (a string) is required");
+    return r == 0 ? b : NULL;
 }
 
 static qr_gen_t *gen_qr(gw_req_t *greq)
@@ -359,14 +409,19 @@ static void unseal_field(const gw_conf_t *conf, const char *sub, const char *fie
 
 /* ---- Lua scripts ------------------------------------------------------------------------------------ */
 
-/* KEYS: user, cred, serial counter. ARGV: min exp of a reusable credential, "new" to always make one.
- * → {"nouser"} | {"ok", cred, dev, counter} | {"new", serial, fare_class, concessions} */
+/* KEYS: user, cred, serial counter. ARGV: min exp of a reusable credential, "new" to always make one,
+ * the tail of the seal the caller has cached ("" for none).
+ * → {"nouser"} | {"same", counter} | {"ok", cred, dev, counter} | {"new", serial, fare_class, concessions} */
 static const char lua_code_next[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return {'nouser'} end\n"
                                     "if ARGV[2] ~= 'new' then\n"
                                     "  local c = redis.call('HMGET', KEYS[2], 'cred', 'dev', 'exp', 'ctr')\n"
                                     "  if c[1] and c[2] and tonumber(c[3]) and tonumber(c[3]) >= tonumber(ARGV[1]) and\n"
                                     "     tonumber(c[4] or '0') < 16777215 then\n"
-                                    "    return {'ok', c[1], c[2], tostring(redis.call('HINCRBY', KEYS[2], 'ctr', 1))}\n"
+                                    "    local n = tostring(redis.call('HINCRBY', KEYS[2], 'ctr', 1))\n"
+                                    "    if ARGV[3] ~= '' and #c[2] >= #ARGV[3] and string.sub(c[2], -#ARGV[3]) == ARGV[3] then\n"
+                                    "      return {'same', n}\n"
+                                    "    end\n"
+                                    "    return {'ok', c[1], c[2], n}\n"
                                     "  end\n"
                                     "end\n"
                                     "local s = redis.call('INCR', KEYS[3])\n"
@@ -380,18 +435,20 @@ static const char lua_cred_store[] = "if ARGV[2] ~= '' then\n"
                                      "  redis.call('HSET', KEYS[1], 'cred', ARGV[1], 'dev', ARGV[2], 'exp', ARGV[3], 'ctr', 1)\n"
                                      "  redis.call('EXPIREAT', KEYS[1], ARGV[3])\n"
                                      "end\n"
-                                     "redis.call('HSET', KEYS[2], 'sub', ARGV[4], 'scene', ARGV[5])\n"
+                                     "redis.call('HSET', KEYS[2], 'sub', ARGV[4], 'scene', ARGV[5], 'exp', ARGV[3])\n"
                                      "redis.call('EXPIREAT', KEYS[2], ARGV[6])\n"
                                      "redis.call('SADD', KEYS[3], ARGV[7])\n"
                                      "redis.call('EXPIREAT', KEYS[3], ARGV[6])\n"
                                      "return 1\n";
 
-/* KEYS: deny, seen, serial map, payment token. ARGV: serial, result, check deny (1/0), seen ttl, time,
+/* KEYS: deny (the sorted set; its earlier plain-set form, named without the final "z", is still consulted),
+ * seen, serial map, payment token. ARGV: serial, result, check deny (1/0), seen ttl, time,
  * client, role, scene, scan id, scans prefix, user prefix, make payment token (1/0), cap, token ttl
  * → {result, sub, name_masked, name, id_number, card:transit, card:bus, card:metro, card:social, insurance_status} */
 static const char lua_verify[] =
     "local r = ARGV[2]\n"
-    "if ARGV[3] == '1' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then r = 'revoked' end\n"
+    "if ARGV[3] == '1' and (redis.call('ZSCORE', KEYS[1], ARGV[1]) or\n"
+    "    redis.call('SISMEMBER', string.sub(KEYS[1], 1, -2), ARGV[1]) == 1) then r = 'revoked' end\n"
     "if r == 'valid' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then r = 'replayed' end\n"
     "local sub = redis.call('HGET', KEYS[3], 'sub')\n"
     "if not sub then return {r, ''} end\n"
@@ -405,12 +462,41 @@ static const char lua_verify[] =
     "  'card:metro', 'card:social', 'insurance_status')\n"
     "return {r, sub, u[1] or '', u[2] or '', u[3] or '', u[4] or '', u[5] or '', u[6] or '', u[7] or '', u[8] or ''}\n";
 
-/* KEYS: the resident's serials, deny, then the resident's online credentials (one per scene).
- * → the number of serials denied */
-static const char lua_revoke[] = "local s = redis.call('SMEMBERS', KEYS[1])\n"
-                                 "for _, v in ipairs(s) do redis.call('SADD', KEYS[2], v) end\n"
-                                 "for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end\n"
-                                 "return #s\n";
+/* Every script that touches the deny list starts with this: KEYS[1] the deny list (sorted set), ARGV[1]
+ * now, ARGV[2] the credential ttl, ARGV[3] QR_DENY_KEEP. A deny list of the earlier form (a plain set
+ * under the old name) is moved over first, each serial scored now + credential ttl (no credential
+ * outlives that); then serials whose credentials expired more than QR_DENY_KEEP ago are dropped. */
+#define LUA_DENY_PRELUDE                                                                                                   \
+    "local old = string.sub(KEYS[1], 1, -2)\n"                                                                             \
+    "if redis.call('EXISTS', old) == 1 then\n"                                                                             \
+    "  for _, v in ipairs(redis.call('SMEMBERS', old)) do\n"                                                                \
+    "    redis.call('ZADD', KEYS[1], 'NX', tonumber(ARGV[1]) + tonumber(ARGV[2]), v)\n"                                    \
+    "  end\n"                                                                                                              \
+    "  redis.call('DEL', old)\n"                                                                                           \
+    "end\n"                                                                                                                \
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[3])))\n"
+
+/* KEYS: deny, the resident's serials, then the resident's online credentials (one per scene). ARGV: now,
+ * credential ttl, keep, serial map prefix. Each serial goes on the deny list scored by its credential's
+ * expiry (a serial whose map is gone expired over a day ago: nothing to deny).
+ * → the number of serials on the deny list for the resident */
+static const char lua_revoke[] = LUA_DENY_PRELUDE
+    "local n = 0\n"
+    "for _, v in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "  local m = ARGV[4] .. v\n"
+    "  if redis.call('EXISTS', m) == 1 then\n"
+    "    local exp = tonumber(redis.call('HGET', m, 'exp') or '') or (tonumber(ARGV[1]) + tonumber(ARGV[2]))\n"
+    "    if exp >= tonumber(ARGV[1]) - tonumber(ARGV[3]) then\n"
+    "      redis.call('ZADD', KEYS[1], 'GT', exp, v)\n"
+    "      n = n + 1\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+    "return n\n";
+
+/* KEYS: deny. ARGV: now, credential ttl, keep → the serials on the deny list */
+static const char lua_deny_list[] = LUA_DENY_PRELUDE "return redis.call('ZRANGE', KEYS[1], 0, -1)\n";
 
 /* KEYS: payment token. ARGV: user prefix → {sub, cards, card:bank, card:pay} or {} (once) */
 static const char lua_redeem[] = "local sub = redis.call('GET', KEYS[1])\n"
@@ -420,7 +506,7 @@ static const char lua_redeem[] = "local sub = redis.call('GET', KEYS[1])\n"
                                  "return {sub, u[1] or ''}\n";
 
 static struct {
-    gw_store_script_t code_next, cred_store, verify, revoke, redeem;
+    gw_store_script_t code_next, cred_store, verify, revoke, deny_list, redeem;
 } scripts;
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 static void scripts_init(void)
@@ -429,6 +515,7 @@ static void scripts_init(void)
     gw_store_script_init(&scripts.cred_store, lua_cred_store);
     gw_store_script_init(&scripts.verify, lua_verify);
     gw_store_script_init(&scripts.revoke, lua_revoke);
+    gw_store_script_init(&scripts.deny_list, lua_deny_list);
     gw_store_script_init(&scripts.redeem, lua_redeem);
 }
 
@@ -483,9 +570,12 @@ static void trust(gw_req_t *greq)
 {
     if (gen_qr(greq) == NULL)
         return;
-    auth_oreq_t *o = auth_oreq_new(greq);
-    const char *argv[] = {"SMEMBERS", QR_RK "qrdeny"};
-    auth_oreq_command(o, on_trust_deny, 2, argv, NULL);
+    h2o_mem_pool_t *pool = &greq->req->pool;
+    const gw_conf_t *conf = greq->gen->conf;
+    const char *args[] = {QR_RK "qrdenyz", pool_printf(pool, "%" PRId64, (int64_t)time(NULL)),
+                          pool_printf(pool, "%" PRIu64, (uint64_t)(conf->qr.credential_ttl_ms / 1000)),
+                          pool_printf(pool, "%d", QR_DENY_KEEP)};
+    auth_oreq_eval(auth_oreq_new(greq), &scripts.deny_list, on_trust_deny, 1, 4, args, NULL);
 }
 
 /* ---- POST /qr/v1/codes, GET /qr/v1/codes/{scene}.png|svg, POST /qr/v1/credentials ------------------ */
@@ -499,7 +589,9 @@ typedef struct {
     int64_t now;
     uint8_t cred[HMT1_CRED_LEN];
     uint8_t device_point[HMT1_POINT_LEN]; /* offline credentials: the phone's key */
-    qr_key_t *device;                     /* online: the gateway's device key (freed in dispose) */
+    qr_key_t *device;                     /* online, new credential: the gateway's device key (freed in dispose) */
+    const qr_key_t *signer;               /* online: the key that signs the code (DEVICE, or this thread's cache) */
+    const char *tag;                      /* the cached seal's tail sent with the script, or NULL */
     uint32_t counter;
     int64_t cred_exp;
 } codes_t;
@@ -524,21 +616,126 @@ static unsigned scene_slot(unsigned scene)
     return scene_slots[scene];
 }
 
-/* a fresh P-256 private key as PKCS#8 PEM into BUF: its length, or -1 */
-static long device_key_new(char *buf, size_t bufsz)
+/* Per-thread cache of online credentials with their device keys, decrypted. Unsealing a device key and
+ * parsing its PEM through OpenSSL's decoders costs ~0.7 ms (mostly provider lookups under a global
+ * lock): far more than making the code. An entry belongs to (sub, scene) and holds the sealed text Redis
+ * had for it, the credential and the parsed key; it is used only while Redis still holds that very
+ * sealed text (the seal has a random nonce: a new credential or device key never matches an old
+ * entry). To keep the script's answer small, the request sends the tail of the cached seal (its GCM
+ * tag) and Redis answers "same" instead of the credential and the seal when they match: small answers
+ * all arrive in one read, which keeps the store's deadlines honest when many requests are in flight.
+ * Direct-mapped, bounded (QR_DEVCACHE_SLOTS per thread): a collision evicts. Each thread owns its cache
+ * (no lock); a thread-specific key frees it when the thread ends. */
+#define QR_DEVCACHE_SLOTS 1024
+#define QR_DEVCACHE_TAG 22 /* base64url characters of the seal's tail that name it (the 16-byte GCM tag) */
+
+typedef struct {
+    char *id; /* "<sub>\n<scene>", malloc'd; NULL: empty */
+    char *sealed;
+    uint8_t cred[HMT1_CRED_LEN];
+    qr_key_t *key;
+} devcache_entry_t;
+
+static pthread_key_t devcache_key;
+static pthread_once_t devcache_once = PTHREAD_ONCE_INIT;
+
+static void devcache_clear(devcache_entry_t *e)
 {
-    auth_key_t *k = auth_key_generate();
-    BIO *b = k != NULL ? BIO_new(BIO_s_secmem()) : NULL;
-    long n = -1;
-    char *p;
-    if (b != NULL && PEM_write_bio_PrivateKey(b, auth_key_pkey(k), NULL, NULL, 0, NULL, NULL) == 1 &&
-        (n = BIO_get_mem_data(b, &p)) > 0 && (size_t)n < bufsz)
-        memcpy(buf, p, (size_t)n);
-    else
-        n = -1;
-    BIO_free(b);
-    auth_key_free(k);
-    return n;
+    free(e->id);
+    free(e->sealed);
+    qr_key_free(e->key);
+    memset(e, 0, sizeof(*e));
+}
+
+static void devcache_free(void *p)
+{
+    devcache_entry_t *e = p;
+    for (size_t i = 0; e != NULL && i != QR_DEVCACHE_SLOTS; ++i)
+        devcache_clear(&e[i]);
+    free(e);
+}
+
+static void devcache_init(void)
+{
+    pthread_key_create(&devcache_key, devcache_free);
+}
+
+/* this thread's slot for (SUB, SCENE) and the id it must hold (*ID, in POOL); NULL without memory */
+static devcache_entry_t *devcache_slot(const char *sub, unsigned scene, char **id, h2o_mem_pool_t *pool)
+{
+    pthread_once(&devcache_once, devcache_init);
+    devcache_entry_t *cache = pthread_getspecific(devcache_key);
+    if (cache == NULL) {
+        if ((cache = calloc(QR_DEVCACHE_SLOTS, sizeof(*cache))) == NULL || pthread_setspecific(devcache_key, cache) != 0) {
+            free(cache);
+            return NULL;
+        }
+    }
+    size_t sl = strlen(sub);
+    *id = h2o_mem_alloc_pool(pool, sl + 3);
+    memcpy(*id, sub, sl);
+    (*id)[sl] = '\n';
+    (*id)[sl + 1] = (char)('0' + scene);
+    (*id)[sl + 2] = '\0';
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const char *p = *id; *p != '\0'; ++p)
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+    return &cache[h % QR_DEVCACHE_SLOTS];
+}
+
+static const char *seal_tag(const char *sealed)
+{
+    size_t n = strlen(sealed);
+    return n > QR_DEVCACHE_TAG ? sealed + n - QR_DEVCACHE_TAG : sealed;
+}
+
+/* The cached entry of (SUB, SCENE) when it holds the seal whose tail is TAG (NULL: any), else NULL. */
+static devcache_entry_t *devcache_find(const char *sub, unsigned scene, const char *tag, h2o_mem_pool_t *pool)
+{
+    char *id = NULL;
+    devcache_entry_t *e = devcache_slot(sub, scene, &id, pool);
+    if (e == NULL || e->id == NULL || strcmp(e->id, id) != 0)
+        return NULL;
+    return tag == NULL || strcmp(seal_tag(e->sealed), tag) == 0 ? e : NULL;
+}
+
+/* The entry of (SUB, SCENE) for credential CREDTXT (base64url) and device key SEALED, as Redis holds
+ * them: the cached one if it holds SEALED, else made (unsealed, parsed) in its slot. NULL if they
+ * cannot be read. The entry belongs to the cache: use it at once, on this thread. */
+static devcache_entry_t *devcache_get(const gw_conf_t *conf, const char *sub, unsigned scene, const char *credtxt,
+                                      const char *sealed, h2o_mem_pool_t *pool)
+{
+    char *id = NULL;
+    devcache_entry_t *e = devcache_slot(sub, scene, &id, pool);
+    if (e == NULL)
+        return NULL;
+    if (e->id != NULL && strcmp(e->id, id) == 0 && strcmp(e->sealed, sealed) == 0)
+        return e;
+    uint8_t cred[HMT1_CRED_LEN + 4];
+    size_t cl = 0;
+    if (qr_b64url_decode(credtxt, strlen(credtxt), cred, sizeof(cred), &cl) != 0 || cl != HMT1_CRED_LEN)
+        return NULL;
+    const uint8_t *dk = auth_data_key(conf);
+    char aad[256], pem[1024];
+    long pl = -1;
+    qr_key_t *key = NULL;
+    snprintf(aad, sizeof(aad), "hegate/qr/%s/%s/dev", sub, qr_scene_name(scene));
+    if (dk != NULL)
+        pl = auth_unseal(dk, aad, sealed, pem, sizeof(pem));
+    if (pl > 0)
+        key = qr_key_from_pem(pem, (size_t)pl);
+    OPENSSL_cleanse(pem, sizeof(pem));
+    if (key == NULL)
+        return NULL;
+    devcache_clear(e);
+    if ((e->id = strdup(id)) == NULL || (e->sealed = strdup(sealed)) == NULL) {
+        qr_key_free(key);
+        devcache_clear(e);
+        return NULL;
+    }
+    memcpy(e->cred, cred, HMT1_CRED_LEN);
+    e->key = key;
+    return e;
 }
 
 static void codes_answer(auth_oreq_t *o)
@@ -566,7 +763,7 @@ static void codes_answer(auth_oreq_t *o)
     if (ttl > 255)
         ttl = 255;
     uint8_t code[HMT1_LEN];
-    if (qr_code_make(c->cred, c->device, (uint32_t)c->now, (uint8_t)ttl, c->counter & HMT1_COUNTER_MAX, NULL, code) != 0) {
+    if (qr_code_make(c->cred, c->signer, (uint32_t)c->now, (uint8_t)ttl, c->counter & HMT1_COUNTER_MAX, NULL, code) != 0) {
         gw_problem_send(greq, 500, "internal", "Internal Server Error", "the code cannot be made");
         return;
     }
@@ -620,6 +817,29 @@ static void on_cred_stored(auth_oreq_t *o, const redisReply *reply, const char *
     codes_answer(o);
 }
 
+static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *err);
+
+/* The script that finds (or starts) the resident's credential; TAG: the tail of the seal this thread has
+ * cached for it (NULL: none), so that Redis answers "same" rather than send them again. */
+static void codes_send(auth_oreq_t *o, const char *tag)
+{
+    codes_t *c = o->ctx;
+    const gw_conf_t *conf = o->greq->gen->conf;
+    h2o_mem_pool_t *pool = &o->greq->req->pool;
+    c->tag = tag;
+    /* an online credential is reused while it outlives a code by a comfortable margin */
+    int64_t min_exp = c->now + (int64_t)(conf->qr.code_ttl_ms / 1000) + 300;
+    const char *args[] = {
+        pool_printf(pool, AUTH_RK_USER "%s", c->sub),
+        pool_printf(pool, QR_RK "qrcred:%s:%s", c->sub, qr_scene_name(c->scene)),
+        QR_RK "qrserial",
+        pool_printf(pool, "%" PRId64, min_exp),
+        c->out == OUT_CREDENTIAL ? "new" : "reuse",
+        tag != NULL ? tag : "",
+    };
+    auth_oreq_eval(o, &scripts.code_next, on_code_next, 3, 6, args, NULL);
+}
+
 static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *err)
 {
     if (store_failed(o, reply, err))
@@ -635,25 +855,26 @@ static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *er
         return;
     }
     if (strcmp(what, "ok") == 0) {
-        uint8_t cred[HMT1_CRED_LEN + 4];
-        size_t cl;
-        const char *dev = el(reply, 2);
-        char pem[1024];
-        long pl = -1;
-        const uint8_t *dk = auth_data_key(conf);
-        char aad[256];
-        snprintf(aad, sizeof(aad), "hegate/qr/%s/%s/dev", c->sub, qr_scene_name(c->scene));
-        if (dk != NULL)
-            pl = auth_unseal(dk, aad, dev, pem, sizeof(pem));
-        int ok = qr_b64url_decode(el(reply, 1), strlen(el(reply, 1)), cred, sizeof(cred), &cl) == 0 && cl == HMT1_CRED_LEN &&
-                 pl > 0 && (c->device = qr_key_from_pem(pem, (size_t)pl)) != NULL;
-        OPENSSL_cleanse(pem, sizeof(pem));
-        if (!ok) {
+        devcache_entry_t *e = devcache_get(conf, c->sub, c->scene, el(reply, 1), el(reply, 2), pool);
+        if (e == NULL) {
             gw_problem_send(greq, 500, "internal", "Internal Server Error", "the stored credential cannot be read");
             return;
         }
-        memcpy(c->cred, cred, HMT1_CRED_LEN);
+        memcpy(c->cred, e->cred, HMT1_CRED_LEN);
+        c->signer = e->key;
         c->counter = (uint32_t)strtoul(el(reply, 3), NULL, 10);
+        codes_answer(o);
+        return;
+    }
+    if (strcmp(what, "same") == 0) { /* the credential and key this thread cached when the request started */
+        devcache_entry_t *e = c->tag != NULL ? devcache_find(c->sub, c->scene, c->tag, pool) : NULL;
+        if (e == NULL) { /* evicted meanwhile by another resident's code: ask again for all of it */
+            codes_send(o, NULL);
+            return;
+        }
+        memcpy(c->cred, e->cred, HMT1_CRED_LEN);
+        c->signer = e->key;
+        c->counter = (uint32_t)strtoul(el(reply, 1), NULL, 10);
         codes_answer(o);
         return;
     }
@@ -687,15 +908,17 @@ static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *er
         const uint8_t *dk = auth_data_key(conf);
         char aad[256], pem[1024];
         snprintf(aad, sizeof(aad), "hegate/qr/%s/%s/dev", c->sub, qr_scene_name(c->scene));
-        long pl = dk != NULL ? device_key_new(pem, sizeof(pem)) : -1;
-        if (pl > 0 && (c->device = qr_key_from_pem(pem, (size_t)pl)) != NULL)
-            sealed_dev = auth_seal(dk, aad, pem, (size_t)pl);
+        size_t pl = 0;
+        /* generated as a qr_key_t and written out, not parsed back: parsing a PEM key costs ~0.7 ms */
+        if (dk != NULL && (c->device = qr_key_generate()) != NULL && qr_key_private_pem(c->device, pem, sizeof(pem), &pl) == 0)
+            sealed_dev = auth_seal(dk, aad, pem, pl);
         OPENSSL_cleanse(pem, sizeof(pem));
         if (sealed_dev == NULL) {
             gw_problem_send(greq, 500, "internal", "Internal Server Error", "the device key cannot be made");
             return;
         }
         qr_key_point(c->device, cr.device_key);
+        c->signer = c->device;
     }
     if (qr_credential_issue(&cr, g->keys[0], c->cred) != 0) {
         free(sealed_dev);
@@ -739,30 +962,22 @@ static void codes_start(gw_req_t *greq, const char *sub, unsigned scene, qr_out_
     c->now = (int64_t)time(NULL);
     if (device_point != NULL)
         memcpy(c->device_point, device_point, HMT1_POINT_LEN);
-    const gw_conf_t *conf = greq->gen->conf;
-    h2o_mem_pool_t *pool = &greq->req->pool;
-    /* an online credential is reused while it outlives a code by a comfortable margin */
-    int64_t min_exp = c->now + (int64_t)(conf->qr.code_ttl_ms / 1000) + 300;
-    const char *args[] = {
-        pool_printf(pool, AUTH_RK_USER "%s", sub),
-        pool_printf(pool, QR_RK "qrcred:%s:%s", sub, qr_scene_name(scene)),
-        QR_RK "qrserial",
-        pool_printf(pool, "%" PRId64, min_exp),
-        out == OUT_CREDENTIAL ? "new" : "reuse",
-    };
-    auth_oreq_eval(o, &scripts.code_next, on_code_next, 3, 5, args, NULL);
+    const char *tag = NULL;
+    if (out != OUT_CREDENTIAL) {
+        devcache_entry_t *e = devcache_find(sub, scene, NULL, &greq->req->pool);
+        if (e != NULL)
+            tag = h2o_strdup(&greq->req->pool, seal_tag(e->sealed), SIZE_MAX).base;
+    }
+    codes_send(o, tag);
 }
 
 static void codes_post(gw_req_t *greq)
 {
     auth_claims_t *cl;
-    json_t *doc;
-    if (gen_qr(greq) == NULL || (cl = resident(greq, "qr")) == NULL || (doc = body_json(greq)) == NULL)
+    qr_body_t *b;
+    if (gen_qr(greq) == NULL || (cl = resident(greq, "qr")) == NULL || (b = body_parse(greq, QR_BODY_CODES)) == NULL)
         return;
-    const char *s = json_str(doc, "scene");
-    unsigned scene = s != NULL ? qr_scene_from_name(s) : 0;
-    json_decref(doc);
-    codes_start(greq, cl->sub, scene, OUT_JSON, NULL);
+    codes_start(greq, cl->sub, b->scene, OUT_JSON, NULL);
 }
 
 static void codes_image(gw_req_t *greq, const char *name, size_t nl)
@@ -797,24 +1012,10 @@ static void codes_image(gw_req_t *greq, const char *name, size_t nl)
 static void credentials_post(gw_req_t *greq)
 {
     auth_claims_t *cl;
-    json_t *doc;
-    if (gen_qr(greq) == NULL || (cl = resident(greq, "qr")) == NULL || (doc = body_json(greq)) == NULL)
+    qr_body_t *b;
+    if (gen_qr(greq) == NULL || (cl = resident(greq, "qr")) == NULL || (b = body_parse(greq, QR_BODY_CREDENTIALS)) == NULL)
         return;
-    const char *s = json_str(doc, "scene"), *dk = json_str(doc, "device_public_key");
-    unsigned scene = s != NULL ? qr_scene_from_name(s) : 0;
-    uint8_t point[HMT1_POINT_FULL_LEN + 3], compressed[HMT1_POINT_LEN];
-    size_t pl = 0;
-    qr_key_t *k = NULL;
-    if (dk != NULL && qr_b64url_decode(dk, strlen(dk), point, sizeof(point), &pl) == 0)
-        k = qr_key_from_point(point, pl);
-    json_decref(doc);
-    if (k == NULL) {
-        gw_problem_send(greq, 400, "bad-request", "Bad Request", "device_public_key must be a P-256 SEC1 point in base64url");
-        return;
-    }
-    qr_key_point(k, compressed);
-    qr_key_free(k);
-    codes_start(greq, cl->sub, scene, OUT_CREDENTIAL, compressed);
+    codes_start(greq, cl->sub, b->scene, OUT_CREDENTIAL, b->device_point);
 }
 
 /* ---- POST /qr/v1/verify ------------------------------------------------------------------------------ */
@@ -933,7 +1134,7 @@ static void on_verified(auth_oreq_t *o, const redisReply *reply, const char *err
 static void verify_post(gw_req_t *greq)
 {
     auth_claims_t *cl;
-    json_t *doc;
+    qr_body_t *b;
     qr_gen_t *g;
     if ((g = gen_qr(greq)) == NULL || (cl = bearer(greq, "qr.verify")) == NULL)
         return;
@@ -943,33 +1144,22 @@ static void verify_post(gw_req_t *greq)
         gw_problem_send(greq, 403, "forbidden", "Forbidden", "only a scanner client with a role may verify codes");
         return;
     }
-    if ((doc = body_json(greq)) == NULL)
+    if ((b = body_parse(greq, QR_BODY_VERIFY)) == NULL)
         return;
-    json_t *jc = json_object_get(doc, "code"), *jt = json_object_get(doc, "terminal_id");
-    if (!json_is_string(jc) || (jt != NULL && !json_is_string(jt))) {
-        json_decref(doc);
-        gw_problem_send(greq, 400, "bad-request", "Bad Request", "code (a string) is required; terminal_id must be a string");
-        return;
-    }
     h2o_mem_pool_t *pool = &greq->req->pool;
     verify_t *v = h2o_mem_alloc_pool(pool, sizeof(*v));
     memset(v, 0, sizeof(*v));
     uint32_t scenes = 0;
     for (size_t i = 0; i != client->roles.n; ++i)
         scenes |= qr_role_scenes(client->roles.v[i]);
-    uint8_t bytes[HMT1_LEN];
-    const char *text = json_string_value(jc);
-    size_t tl = json_string_length(jc);
     int64_t now = (int64_t)time(NULL);
-    if (qr_code_from_text(text, tl, bytes) != 0) {
-        json_decref(doc);
+    if (!b->code_readable) {
         v->reason = QR_MALFORMED;
         verify_answer(greq, v, NULL);
         return;
     }
-    json_decref(doc);
     qr_verify_params_t p = {.trust = g->trust, .now = now, .skew = (uint32_t)(conf->qr.skew_ms / 1000), .scenes = scenes};
-    v->reason = qr_code_verify(&p, bytes, HMT1_LEN, &v->code);
+    v->reason = qr_code_verify(&p, b->code, HMT1_LEN, &v->code);
     if (v->reason == QR_MALFORMED || v->reason == QR_UNKNOWN_KEY || v->reason == QR_BAD_ISSUER_SIGNATURE) {
         verify_answer(greq, v, NULL); /* the serial is not the issuer's: nobody's history */
         return;
@@ -995,7 +1185,7 @@ static void verify_post(gw_req_t *greq)
     auth_oreq_t *o = auth_oreq_new(greq);
     o->ctx = v;
     const char *args[] = {
-        QR_RK "qrdeny",
+        QR_RK "qrdenyz",
         pool_printf(pool, QR_RK "qrseen:%s:%" PRIu32 ":%" PRIu32, kh, v->code.serial, v->code.counter),
         pool_printf(pool, QR_RK "qrs:%" PRIu32, v->code.serial),
         h2o_strdup(pool, paykey, SIZE_MAX).base,
@@ -1034,12 +1224,16 @@ static void revoke_post(gw_req_t *greq)
     if (gen_qr(greq) == NULL || (cl = resident(greq, NULL)) == NULL)
         return;
     h2o_mem_pool_t *pool = &greq->req->pool;
-    const char *args[2 + QR_SCENE_MAX];
-    args[0] = pool_printf(pool, QR_RK "qrsubs:%s", cl->sub);
-    args[1] = QR_RK "qrdeny";
+    const char *args[2 + QR_SCENE_MAX + 4];
+    args[0] = QR_RK "qrdenyz";
+    args[1] = pool_printf(pool, QR_RK "qrsubs:%s", cl->sub);
     for (unsigned s = 1; s <= QR_SCENE_MAX; ++s)
         args[1 + s] = pool_printf(pool, QR_RK "qrcred:%s:%s", cl->sub, qr_scene_name(s));
-    auth_oreq_eval(auth_oreq_new(greq), &scripts.revoke, on_revoked, 2 + QR_SCENE_MAX, 2 + QR_SCENE_MAX, args, NULL);
+    args[2 + QR_SCENE_MAX] = pool_printf(pool, "%" PRId64, (int64_t)time(NULL));
+    args[3 + QR_SCENE_MAX] = pool_printf(pool, "%" PRIu64, (uint64_t)(greq->gen->conf->qr.credential_ttl_ms / 1000));
+    args[4 + QR_SCENE_MAX] = pool_printf(pool, "%d", QR_DENY_KEEP);
+    args[5 + QR_SCENE_MAX] = QR_RK "qrs:";
+    auth_oreq_eval(auth_oreq_new(greq), &scripts.revoke, on_revoked, 2 + QR_SCENE_MAX, 2 + QR_SCENE_MAX + 4, args, NULL);
 }
 
 static void on_scans(auth_oreq_t *o, const redisReply *reply, const char *err)
@@ -1118,24 +1312,18 @@ static void on_redeemed(auth_oreq_t *o, const redisReply *reply, const char *err
 static void redeem_post(gw_req_t *greq)
 {
     auth_claims_t *cl;
-    json_t *doc;
+    qr_body_t *b;
     if ((cl = bearer(greq, "payment.redeem")) == NULL)
         return;
     if (strcmp(cl->sub, cl->client_id) != 0) {
         gw_problem_send(greq, 403, "forbidden", "Forbidden", "only the payment back end's client token may redeem");
         return;
     }
-    if ((doc = body_json(greq)) == NULL)
+    if ((b = body_parse(greq, QR_BODY_REDEEM)) == NULL)
         return;
-    const char *t = json_str(doc, "payment_token");
-    if (t == NULL || strlen(t) > 64) {
-        json_decref(doc);
-        gw_problem_send(greq, 400, "bad-request", "Bad Request", "payment_token (a string) is required");
-        return;
-    }
     char h[65];
-    auth_sha256_hex(t, strlen(t), h);
-    json_decref(doc);
+    auth_sha256_hex(b->payment_token, strlen(b->payment_token), h);
+    OPENSSL_cleanse(b->payment_token, sizeof(b->payment_token));
     const char *args[] = {pool_printf(&greq->req->pool, QR_RK "qrpay:%s", h), AUTH_RK_USER};
     auth_oreq_eval(auth_oreq_new(greq), &scripts.redeem, on_redeemed, 1, 2, args, NULL);
 }

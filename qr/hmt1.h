@@ -145,6 +145,10 @@ qr_key_t *qr_key_generate(void);
 /* Writes the private key as PKCS#8 PEM to PATH, created with mode 0600 (refuses to overwrite). */
 int qr_key_save_private_pem(const qr_key_t *key, const char *path);
 
+/* The private key as PKCS#8 PEM into BUF (NUL-terminated, *LEN without the NUL); -1 without a private
+ * half or when BUF is too small. */
+int qr_key_private_pem(const qr_key_t *key, char *buf, size_t bufsz, size_t *len);
+
 void qr_key_free(qr_key_t *key);
 
 /* Whether the key can sign. */

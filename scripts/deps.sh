@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config clang-14 libclang-rt-14-dev
 libh2o-evloop-dev libjwt-dev libhiredis-dev libqrencode-dev libssl-dev libyaml-dev
-libjansson-dev libpng-dev libcmocka-dev zlib1g-dev libuv1-dev libwslay-dev
+libjansson-dev libcmocka-dev zlib1g-dev libuv1-dev libwslay-dev
 redis-server nghttp2-client zbar-tools haproxy h2o nginx-light faketime curl openssl
 python3 python3-pytest python3-httpx python3-h2 python3-jwt python3-cryptography
 python3-redis python3-yaml python3-selenium chromium chromium-driver procps iproute2 psmisc"

@@ -411,7 +411,10 @@ static void unseal_field(const gw_conf_t *conf, const char *sub, const char *fie
 
 /* KEYS: user, cred, serial counter. ARGV: min exp of a reusable credential, "new" to always make one,
  * the tail of the seal the caller has cached ("" for none).
- * → {"nouser"} | {"same", counter} | {"ok", cred, dev, counter} | {"new", serial, fare_class, concessions} */
+ * → {"nouser"} | {"same", counter} | {"ok", cred, dev, counter} | {"new", serial, fare_class, concessions}
+ *   | {"busy"}: another request (any node) is making this online credential right now — the first one
+ *   claims the making with a "creating" field (the hash lives 2 s unless the credential is stored,
+ *   which replaces the hash), so a burst of first requests makes one credential, not one each. */
 static const char lua_code_next[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return {'nouser'} end\n"
                                     "if ARGV[2] ~= 'new' then\n"
                                     "  local c = redis.call('HMGET', KEYS[2], 'cred', 'dev', 'exp', 'ctr')\n"
@@ -423,6 +426,8 @@ static const char lua_code_next[] = "if redis.call('EXISTS', KEYS[1]) == 0 then 
                                     "    end\n"
                                     "    return {'ok', c[1], c[2], n}\n"
                                     "  end\n"
+                                    "  if redis.call('HSETNX', KEYS[2], 'creating', '1') == 0 then return {'busy'} end\n"
+                                    "  redis.call('PEXPIRE', KEYS[2], 2000)\n"
                                     "end\n"
                                     "local s = redis.call('INCR', KEYS[3])\n"
                                     "local u = redis.call('HMGET', KEYS[1], 'fare_class', 'concessions')\n"
@@ -594,11 +599,19 @@ typedef struct {
     const char *tag;                      /* the cached seal's tail sent with the script, or NULL */
     uint32_t counter;
     int64_t cred_exp;
+    auth_oreq_t *o;
+    h2o_timeout_entry_t retry; /* asking again while another request makes the credential */
+    unsigned retries;
 } codes_t;
+
+#define QR_BUSY_RETRY_MS 5
+#define QR_BUSY_RETRIES 400 /* 2 s: the "creating" claim's lifetime */
 
 static void codes_dispose(void *p)
 {
     codes_t *c = p;
+    if (h2o_timeout_is_linked(&c->retry))
+        h2o_timeout_unlink(&c->retry);
     qr_key_free(c->device);
 }
 
@@ -818,6 +831,13 @@ static void on_cred_stored(auth_oreq_t *o, const redisReply *reply, const char *
 }
 
 static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *err);
+static void codes_send(auth_oreq_t *o, const char *tag);
+
+static void on_busy_retry(h2o_timeout_entry_t *entry)
+{
+    codes_t *c = H2O_STRUCT_FROM_MEMBER(codes_t, retry, entry);
+    codes_send(c->o, c->tag);
+}
 
 /* The script that finds (or starts) the resident's credential; TAG: the tail of the seal this thread has
  * cached for it (NULL: none), so that Redis answers "same" rather than send them again. */
@@ -876,6 +896,15 @@ static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *er
         c->signer = e->key;
         c->counter = (uint32_t)strtoul(el(reply, 1), NULL, 10);
         codes_answer(o);
+        return;
+    }
+    if (strcmp(what, "busy") == 0) {
+        if (++c->retries > QR_BUSY_RETRIES) {
+            unavailable(greq);
+            return;
+        }
+        c->retry.cb = on_busy_retry;
+        h2o_timeout_link(greq->thread->loop, &gw_thread_timeout(greq->thread, QR_BUSY_RETRY_MS)->timeout, &c->retry);
         return;
     }
     if (strcmp(what, "new") != 0) {
@@ -956,6 +985,7 @@ static void codes_start(gw_req_t *greq, const char *sub, unsigned scene, qr_out_
     codes_t *c = h2o_mem_alloc_shared(&greq->req->pool, sizeof(*c), codes_dispose);
     memset(c, 0, sizeof(*c));
     o->ctx = c;
+    c->o = o;
     c->sub = sub;
     c->scene = scene;
     c->out = out;

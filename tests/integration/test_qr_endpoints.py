@@ -199,6 +199,27 @@ def test_code_issued_and_independently_verified(qr):
         independent_verify(tamper(a["code"], 40), code_keys(qr["keys_dir"]))
 
 
+def test_first_burst_makes_one_credential(qr):
+    """Many first requests at once (an app opening on a fresh phone, or several nodes) for a scene the
+    resident has no credential for yet: every one gets a code, all on ONE new credential (one serial),
+    not one credential each."""
+    import concurrent.futures
+    g = qr["g"]
+
+    def one(_):
+        with g.client(http2=True) as c:
+            return c.post(g.https + "/qr/v1/codes", json={"scene": "medical"}, headers=auth(qr["token"]))
+
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        rs = list(ex.map(one, range(48)))
+    assert all(r.status_code == 200 for r in rs), [(r.status_code, r.text[:200]) for r in rs if r.status_code != 200][:3]
+    parsed = [parse(r.json()["code"]) for r in rs]
+    assert len({p["serial"] for p in parsed}) == 1, sorted({p["serial"] for p in parsed})
+    assert len({p["counter"] for p in parsed}) == len(parsed)  # every code its own counter value
+    for r in rs[:3]:
+        independent_verify(r.json()["code"], code_keys(qr["keys_dir"]))
+
+
 def test_codes_need_a_resident_token_with_scope_qr(qr):
     g = qr["g"]
     with g.client() as c:

@@ -126,13 +126,23 @@ char *auth_keyset_jwks(const auth_keyset_t *set, int64_t now);
 
 /* `hegate keys ...`. ARGV[0] is "keys" (the sub-command's own name), then:
  *   generate --dir DIR                      make DIR/token and DIR/code with one key each (a purpose that
- *                                           already has a key is left alone and reported)
+ *                                           already has a key is left alone and reported), and the data
+ *                                           key DIR/data.key (0600) if there is none (an existing one is
+ *                                           kept, never overwritten; one that is unreadable, malformed or
+ *                                           open to group/others is an error)
  *   rotate   --dir DIR --purpose token|code add a new key (it signs from the next load/SIGHUP on)
  *   list     --dir DIR                      purpose, kid, creation time and file of every key
  *   jwks     --dir DIR                      print the token keys as a JWKS (e.g. for another deployment)
  * Options also take the "--dir=DIR" form. Prints kids and paths, never key material.
  * Returns the exit status: 0 done, 1 failed (reason on stderr), 2 usage error. */
 int auth_keys_cli_main(int argc, char **argv);
+
+/* ---- sealed.c: the data key (the rest of sealed.c is the identity service's: auth/oauth.h) ----- */
+
+#define AUTH_DATA_KEY_LEN 32
+/* Loads KEYS_DIR/data.key (64 hex digits, mode 0600, not readable by group/others); with CREATE,
+ * makes it first if absent (atomically: a concurrent creator's key wins and is read). 0 or -1. */
+int auth_data_key_load(const char *keys_dir, int create, uint8_t key[AUTH_DATA_KEY_LEN], char *err, size_t errsz);
 
 /* ---- jwt.c ------------------------------------------------------------------------------------ */
 

@@ -10,7 +10,9 @@
  * Called by oauth.c's dispatch. Errors before the redirect_uri is trusted are HTML pages, never
  * redirects; later ones go back to the client as error=... Nothing here logs.
  */
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <openssl/crypto.h>
@@ -229,13 +231,15 @@ static void on_code_created(auth_oreq_t *o, const redisReply *reply, const char 
 static void issue_code(auth_oreq_t *o)
 {
     az_t *az = o->ctx;
-    char *code = az->code, hash[65], key[128], ttl[8];
+    char *code = az->code, hash[65], key[128], ttl[8], exp[24];
     auth_random_b64url(code, 32);
     auth_sha256_hex(code, strlen(code), hash);
     snprintf(key, sizeof(key), AUTH_RK_CODE "%s", hash);
     snprintf(ttl, sizeof(ttl), "%d", AUTH_CODE_TTL);
-    const char *args[] = {key, az->client->id, az->p.redirect_uri, az->p.code_challenge, az->sub, az->sid, az->p.scope, az->acr, ttl};
-    auth_oreq_eval(o, &auth_scripts()->code_create, on_code_created, 1, 9, args, NULL);
+    snprintf(exp, sizeof(exp), "%lld", (long long)time(NULL) + AUTH_CODE_TTL); /* ≤ 60 s on this clock too */
+    const char *args[] = {
+        key, az->client->id, az->p.redirect_uri, az->p.code_challenge, az->sub, az->sid, az->p.scope, az->acr, ttl, exp};
+    auth_oreq_eval(o, &auth_scripts()->code_create, on_code_created, 1, 10, args, NULL);
 }
 
 /* ---- consent ------------------------------------------------------------------------------------ */
@@ -288,7 +292,10 @@ static void on_session_read(auth_oreq_t *o, const redisReply *reply, const char 
     const char *secret = (const char *)az->set_cookie; /* parked cookie secret */
     az->set_cookie = NULL;
     int found = 0;
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 && reply->element[0]->type == REDIS_REPLY_STRING &&
+    /* a session lives until its 'exp' on the gateway's clock (or Redis' TTL, whichever comes first) */
+    int expired = reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 && reply->element[3]->type == REDIS_REPLY_STRING &&
+                  strtoll(reply->element[3]->str, NULL, 10) <= (long long)time(NULL);
+    if (!expired && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 && reply->element[0]->type == REDIS_REPLY_STRING &&
         reply->element[1]->type == REDIS_REPLY_STRING && reply->element[0]->len < sizeof(az->sub)) {
         char ck[65];
         auth_sha256_hex(secret, strlen(secret), ck);
@@ -326,8 +333,8 @@ static void check_session(auth_oreq_t *o)
     az->set_cookie = secret; /* parked for on_session_read */
     char key[128];
     snprintf(key, sizeof(key), AUTH_RK_SESS "%s", sid);
-    const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "sub", "ck", "acr"};
-    auth_oreq_command(o, on_session_read, 5, argv, NULL);
+    const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "sub", "ck", "acr", "exp"};
+    auth_oreq_command(o, on_session_read, 6, argv, NULL);
 }
 
 /* ---- sign-in ------------------------------------------------------------------------------------- */
@@ -440,6 +447,97 @@ static void signin(auth_oreq_t *o)
     auth_oreq_eval(o, &auth_scripts()->login_lookup, on_login_lookup, 2, 3, args, NULL);
 }
 
+/* ---- the `login` rate-limit policy ------------------------------------------------------------------
+ * SPEC §5: a policy named "login" also guards the sign-in form. Every submission of the sign-in form
+ * (POST with action=signin and a valid authorization request, counted before the CSRF check and the
+ * KDF: a flood costs one store round trip each, never a password hash) is checked against it, keyed
+ * as the policy says (ip: the client address; client: the request's client_id, a registered one;
+ * user: nobody is known before sign-in, so such a policy does not apply here). Over the limit: 429
+ * problem+json with Retry-After; on every answer to a checked submission the RateLimit-Policy and
+ * RateLimit fields, as on a limited route. The GET of the page, the consent form and the token
+ * endpoint are not counted (SPEC names only the form; a per-IP minute budget on the token endpoint
+ * would refuse the refreshes of every app behind one NAT). Mirrors pipeline.c's on_ratelimit_verdict
+ * for one policy. */
+
+static const gw_ratelimit_conf_t *login_policy(const gw_conf_t *conf)
+{
+    for (size_t i = 0; i != conf->num_rate_limits; ++i)
+        if (strcmp(conf->rate_limits[i].name, "login") == 0)
+            return &conf->rate_limits[i];
+    return NULL;
+}
+
+static void continue_post(auth_oreq_t *o);
+
+static unsigned login_slot; /* hegate_ratelimited_total{policy="login"} */
+static pthread_once_t login_slot_once = PTHREAD_ONCE_INIT;
+static void login_slot_init(void)
+{
+    login_slot = gw_metrics_label_slot(GW_MF_RATELIMITED, "login");
+}
+
+static void on_login_verdict(void *data, gw_ratelimit_verdict_t *v)
+{
+    auth_oreq_t *o = data;
+    gw_req_t *greq = o->greq;
+    h2o_req_t *req = greq->req;
+    greq->rl_check = NULL;
+    if (v->n == 1) {
+        const gw_ratelimit_conf_t *pol = v->results[0].policy;
+        size_t cap = gw_ratelimit_header_bound(&pol, 1);
+        char *buf = h2o_mem_alloc_pool(&req->pool, cap * 2);
+        greq->rl_policy_hdr = h2o_iovec_init(buf, gw_ratelimit_format_policy(buf, cap, &pol, 1));
+        greq->rl_state_hdr = h2o_iovec_init(buf + cap, gw_ratelimit_format_state(buf + cap, cap, v->results, 1));
+    }
+    switch (v->verdict) {
+    case GW_RL_ALLOW:
+        continue_post(o);
+        return;
+    case GW_RL_DENY: {
+        pthread_once(&login_slot_once, login_slot_init);
+        gw_metrics_count(greq->thread->metrics, GW_MF_RATELIMITED, login_slot);
+        char ra[24];
+        int len = snprintf(ra, sizeof(ra), "%llu", (unsigned long long)(v->retry_after_s < 1 ? 1 : v->retry_after_s));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, ra, len).base, len);
+        gw_problem_send(greq, 429, "quota-exceeded", "Too Many Requests",
+                        "too many sign-in attempts from this address; try again later");
+        return;
+    }
+    case GW_RL_UNAVAILABLE:
+        gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "rate limits cannot be checked right now");
+        return;
+    }
+}
+
+/* 1: a check is under way (or answered), the POST goes on from on_login_verdict; 0: no limit applies */
+static int check_login_limit(auth_oreq_t *o)
+{
+    az_t *az = o->ctx;
+    gw_req_t *greq = o->greq;
+    const gw_ratelimit_conf_t *pol = login_policy(greq->gen->conf);
+    const char *key = NULL;
+    if (pol == NULL || greq->thread->ratelimit == NULL)
+        return 0;
+    switch (pol->key) {
+    case GW_LIMIT_KEY_IP:
+        key = greq->peer;
+        break;
+    case GW_LIMIT_KEY_CLIENT:
+        key = az->p.client_id;
+        break;
+    case GW_LIMIT_KEY_USER:
+        break;
+    }
+    if (key == NULL)
+        return 0;
+    h2o_iovec_t k = h2o_iovec_init(key, strlen(key));
+    gw_ratelimit_verdict_t *verdict = h2o_mem_alloc_pool(&greq->req->pool, sizeof(*verdict));
+    greq->rl_check = gw_ratelimit_check(greq->thread->ratelimit, &pol, &k, 1, verdict, on_login_verdict, o);
+    if (greq->rl_check == NULL)
+        on_login_verdict(o, verdict);
+    return 1;
+}
+
 /* ---- entry ------------------------------------------------------------------------------------- */
 
 void auth_authorize_handle(gw_req_t *greq)
@@ -471,6 +569,18 @@ void auth_authorize_handle(gw_req_t *greq)
     read_params(az, &az->form);
     if (validate(o) != 0)
         return;
+    const char *action = auth_form_get(&az->form, "action");
+    if (action != NULL && strcmp(action, "signin") == 0 && check_login_limit(o))
+        return;
+    continue_post(o);
+}
+
+/* a valid POST of the sign-in or consent form, once the `login` policy (if any) let it through */
+static void continue_post(auth_oreq_t *o)
+{
+    az_t *az = o->ctx;
+    gw_req_t *greq = o->greq;
+    h2o_req_t *req = greq->req;
     /* CSRF: the form's token must be the HMAC of this browser's pre-auth cookie */
     const char *csrf = auth_form_get(&az->form, "csrf"), *action = auth_form_get(&az->form, "action");
     const char *pre = auth_cookie_get(req, AUTH_COOKIE_PRE);

@@ -65,17 +65,18 @@ static size_t raw_to_der(uint8_t der[72], const uint8_t sig[64])
  * fetch and a context build (~10% of a verification); instead each thread keeps, for the last few
  * keys it used, an EVP_PKEY_CTX already set up for ECDSA verification (holding its own reference
  * to the key, so a key set freed by a reload cannot leave it dangling), plus one SHA-256 context.
- * Keys are told apart by serial, never by address. Freed when the thread exits.
+ * Keys are told apart by serial, never by address. Freed when the thread exits. Signing (the token
+ * endpoint) keeps its own slots the same way: EVP_PKEY_sign draws a fresh nonce on every call.
  */
 #define VERIFY_SLOTS 8
 
 struct verify_tls {
     EVP_MD_CTX *md;
-    unsigned next;
+    unsigned next, sign_next;
     struct {
         uint64_t serial;
         EVP_PKEY_CTX *ctx;
-    } slot[VERIFY_SLOTS];
+    } slot[VERIFY_SLOTS], sign_slot[VERIFY_SLOTS];
 };
 
 static pthread_once_t verify_once = PTHREAD_ONCE_INIT;
@@ -86,8 +87,10 @@ static int verify_ready;
 static void verify_tls_free(void *p)
 {
     struct verify_tls *t = p;
-    for (unsigned i = 0; i != VERIFY_SLOTS; ++i)
+    for (unsigned i = 0; i != VERIFY_SLOTS; ++i) {
         EVP_PKEY_CTX_free(t->slot[i].ctx);
+        EVP_PKEY_CTX_free(t->sign_slot[i].ctx);
+    }
     EVP_MD_CTX_free(t->md);
     free(t);
 }
@@ -98,8 +101,8 @@ static void verify_init(void)
     verify_ready = verify_sha256 != NULL && pthread_key_create(&verify_key, verify_tls_free) == 0;
 }
 
-/* this thread's ECDSA-verify context for KEY (and its digest context), or NULL: then use the slow path */
-static EVP_PKEY_CTX *verify_ctx(const auth_key_t *key, EVP_MD_CTX **md)
+/* this thread's ECDSA context for KEY (and its digest context), verifying or SIGNING, or NULL: then use the slow path */
+static EVP_PKEY_CTX *pkey_ctx(const auth_key_t *key, EVP_MD_CTX **md, int signing)
 {
     pthread_once(&verify_once, verify_init);
     if (!verify_ready)
@@ -114,19 +117,21 @@ static EVP_PKEY_CTX *verify_ctx(const auth_key_t *key, EVP_MD_CTX **md)
         }
     }
     *md = t->md;
+    __typeof__(t->slot[0]) *slots = signing ? t->sign_slot : t->slot;
     for (unsigned i = 0; i != VERIFY_SLOTS; ++i)
-        if (t->slot[i].ctx != NULL && t->slot[i].serial == key->serial)
-            return t->slot[i].ctx;
+        if (slots[i].ctx != NULL && slots[i].serial == key->serial)
+            return slots[i].ctx;
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
-    if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 || EVP_PKEY_CTX_set_signature_md(ctx, verify_sha256) != 1) {
+    if (ctx == NULL || (signing ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(ctx, verify_sha256) != 1) {
         EVP_PKEY_CTX_free(ctx);
         ERR_clear_error();
         return NULL;
     }
-    unsigned i = t->next++ % VERIFY_SLOTS;
-    EVP_PKEY_CTX_free(t->slot[i].ctx);
-    t->slot[i].serial = key->serial;
-    t->slot[i].ctx = ctx;
+    unsigned i = (signing ? t->sign_next++ : t->next++) % VERIFY_SLOTS;
+    EVP_PKEY_CTX_free(slots[i].ctx);
+    slots[i].serial = key->serial;
+    slots[i].ctx = ctx;
     return ctx;
 }
 
@@ -137,7 +142,7 @@ int auth_es256_verify(const auth_key_t *key, const void *msg, size_t len, const 
     uint8_t der[72];
     size_t derlen = raw_to_der(der, sig);
     EVP_MD_CTX *md = NULL;
-    EVP_PKEY_CTX *pctx = verify_ctx(key, &md);
+    EVP_PKEY_CTX *pctx = pkey_ctx(key, &md, 0);
     int ok;
     if (pctx != NULL) {
         uint8_t digest[32];
@@ -161,10 +166,20 @@ int auth_es256_sign(const auth_key_t *key, const void *msg, size_t len, uint8_t 
         return -1;
     uint8_t der[80];
     size_t derlen = sizeof(der);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
+    EVP_MD_CTX *md = NULL;
+    EVP_PKEY_CTX *pctx = pkey_ctx(key, &md, 1);
+    int ok;
+    if (pctx != NULL) {
+        uint8_t digest[32];
+        unsigned dlen = 0;
+        ok = EVP_DigestInit_ex2(md, verify_sha256, NULL) == 1 && EVP_DigestUpdate(md, msg, len) == 1 &&
+             EVP_DigestFinal_ex(md, digest, &dlen) == 1 && dlen == 32 && EVP_PKEY_sign(pctx, der, &derlen, digest, 32) == 1;
+    } else {
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
              EVP_DigestSign(ctx, der, &derlen, msg, len) == 1;
-    EVP_MD_CTX_free(ctx);
+        EVP_MD_CTX_free(ctx);
+    }
     ECDSA_SIG *es = NULL;
     if (ok) {
         const unsigned char *p = der;

@@ -111,6 +111,9 @@ static struct {
     h2o_linklist_t queue;
     size_t queued;
     char dummy[AUTH_KDF_HASH_MAX];
+    int stopping;
+    size_t num_tids;
+    pthread_t tids[AUTH_KDF_WORKERS];
 } pool = {PTHREAD_ONCE_INIT, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
@@ -130,8 +133,12 @@ static void *worker_main(void *arg)
     pthread_once(&dummy_once, make_dummy);
     while (1) {
         pthread_mutex_lock(&pool.mutex);
-        while (h2o_linklist_is_empty(&pool.queue))
+        while (h2o_linklist_is_empty(&pool.queue) && !pool.stopping)
             pthread_cond_wait(&pool.cond, &pool.mutex);
+        if (pool.stopping) {
+            pthread_mutex_unlock(&pool.mutex);
+            break;
+        }
         auth_kdf_job_t *job = H2O_STRUCT_FROM_MEMBER(auth_kdf_job_t, queued, pool.queue.next);
         h2o_linklist_unlink(&job->queued);
         --pool.queued;
@@ -147,14 +154,20 @@ static void *worker_main(void *arg)
 static void pool_start(void)
 {
     h2o_linklist_init_anchor(&pool.queue);
-    for (int i = 0; i != AUTH_KDF_WORKERS; ++i) {
-        pthread_t tid;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_create(&tid, &attr, worker_main, NULL);
-        pthread_attr_destroy(&attr);
-    }
+    for (int i = 0; i != AUTH_KDF_WORKERS; ++i)
+        if (pthread_create(&pool.tids[pool.num_tids], NULL, worker_main, NULL) == 0)
+            ++pool.num_tids;
+}
+
+void auth_kdf_pool_stop(void)
+{
+    pthread_mutex_lock(&pool.mutex);
+    pool.stopping = 1;
+    pthread_cond_broadcast(&pool.cond);
+    pthread_mutex_unlock(&pool.mutex);
+    for (size_t i = 0; i != pool.num_tids; ++i)
+        pthread_join(pool.tids[i], NULL);
+    pool.num_tids = 0;
 }
 
 static void on_results(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)

@@ -920,8 +920,26 @@ static int cli_generate_or_rotate(const char *top, int only_purpose)
         if (r != 0)
             return r;
     }
-    if (only_purpose >= 0)
+    if (only_purpose >= 0) {
         printf("the new key signs from the next start or SIGHUP; older keys keep verifying\n");
+        return 0;
+    }
+    /* generate: the data key of personal data at rest too (auth/sealed.c), if there is none yet */
+    char path[PATH_MAX], err[PATH_MAX + 128];
+    uint8_t data_key[AUTH_DATA_KEY_LEN];
+    struct stat st;
+    if (fmt_path(path, sizeof(path), "%s/data.key", top) != 0) {
+        fprintf(stderr, "hegate keys: %s: path too long\n", top);
+        return 1;
+    }
+    int existed = lstat(path, &st) == 0;
+    int r = auth_data_key_load(top, 1, data_key, err, sizeof(err));
+    OPENSSL_cleanse(data_key, sizeof(data_key));
+    if (r != 0) {
+        fprintf(stderr, "hegate keys: data key: %s\n", err);
+        return 1;
+    }
+    printf(existed ? "data: keeping the existing data key (%s)\n" : "data: new data key (%s)\n", path);
     return 0;
 }
 

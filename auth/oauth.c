@@ -33,61 +33,80 @@ static const char lua_login_fail[] = "local n = redis.call('INCR', KEYS[1])\n"
                                      "if n == 1 or n == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
                                      "return n\n";
 
-static const char lua_session_create[] = "redis.call('HSET', KEYS[1], 'sub', ARGV[1], 'ck', ARGV[2], 'acr', ARGV[3], 'at', ARGV[4])\n"
-                                         "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-                                         "redis.call('SADD', KEYS[2], ARGV[6])\n"
-                                         "redis.call('EXPIRE', KEYS[2], ARGV[5])\n"
-                                         "redis.call('DEL', KEYS[3])\n"
-                                         "return 1\n";
+static const char lua_session_create[] =
+    "redis.call('HSET', KEYS[1], 'sub', ARGV[1], 'ck', ARGV[2], 'acr', ARGV[3], 'at', ARGV[4], "
+    "'exp', tonumber(ARGV[4]) + tonumber(ARGV[5]))\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
+    "redis.call('SADD', KEYS[2], ARGV[6])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[5])\n"
+    "redis.call('DEL', KEYS[3])\n"
+    "return 1\n";
 
 static const char lua_code_create[] =
     "redis.call('HSET', KEYS[1], 'cid', ARGV[1], 'ru', ARGV[2], 'cc', ARGV[3], 'sub', ARGV[4], 'sid', ARGV[5], 'scope', "
-    "ARGV[6], 'acr', ARGV[7], 'used', '0')\n"
+    "ARGV[6], 'acr', ARGV[7], 'used', '0', 'exp', ARGV[9])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[8])\n"
     "return 1\n";
 
 #define LUA_HASH "local v = redis.call('HGETALL', KEYS[1])\n if #v == 0 then return {'invalid'} end\n local h = {}\n for i = 1, #v, 2 do h[v[i]] = v[i + 1] end\n"
+/* Expiry: every code, refresh token and session carries 'exp' (unix seconds on the issuing gateway's
+ * clock) beside its Redis TTL, and the scripts compare it with the calling gateway's NOW: whichever
+ * comes first ends it, so the limits of SPEC §6 hold on the gateway's clock too (and can be tested by
+ * moving that clock). Records without 'exp' (made by an older version) live by their TTL alone. */
+#define LUA_EXPIRED                                                                                                                \
+    "local function expired(e, now)\n"                                                                                             \
+    "  return e ~= nil and e ~= false and tonumber(e) ~= nil and tonumber(e) <= now\n"                                             \
+    "end\n"
+#define LUA_SESS_LIVE                                                                                                              \
+    "local function sess_live(k, now)\n"                                                                                           \
+    "  local e = redis.call('HGET', k, 'exp')\n"                                                                                   \
+    "  if not e then return redis.call('EXISTS', k) == 1 end\n"                                                                    \
+    "  return not expired(e, now)\n"                                                                                               \
+    "end\n"
 
-static const char lua_code_redeem[] =
-    LUA_HASH "if h['used'] == '1' then return {'used', h['fam'] or '', h['jti'] or '', h['sid'] or ''} end\n"
-             "if h['cid'] ~= ARGV[1] or h['ru'] ~= ARGV[2] then return {'invalid'} end\n"
-             "if h['cc'] ~= ARGV[3] then return {'pkce'} end\n"
-             "if redis.call('EXISTS', ARGV[7] .. 'sess:' .. h['sid']) == 0 then return {'invalid'} end\n"
-             "redis.call('HSET', KEYS[1], 'used', '1', 'fam', ARGV[4], 'jti', ARGV[5])\n"
-             "redis.call('EXPIRE', KEYS[1], ARGV[8])\n"
-             "if ARGV[9] == '1' then\n"
-             "  redis.call('HSET', KEYS[2], 'fam', ARGV[4], 'sub', h['sub'], 'sid', h['sid'], 'cid', h['cid'], 'scope', "
-             "h['scope'], 'acr', h['acr'], 'used', '0')\n"
-             "  redis.call('EXPIRE', KEYS[2], ARGV[6])\n"
-             "end\n"
-             "return {'ok', h['sub'], h['sid'], h['scope'], h['acr']}\n";
+static const char lua_code_redeem[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
+    "local now = tonumber(ARGV[10])\n"
+    "if h['used'] == '1' then return {'used', h['fam'] or '', h['jti'] or '', h['sid'] or ''} end\n"
+    "if expired(h['exp'], now) then return {'invalid'} end\n"
+    "if h['cid'] ~= ARGV[1] or h['ru'] ~= ARGV[2] then return {'invalid'} end\n"
+    "if h['cc'] ~= ARGV[3] then return {'pkce'} end\n"
+    "if not sess_live(ARGV[7] .. 'sess:' .. h['sid'], now) then return {'invalid'} end\n"
+    "redis.call('HSET', KEYS[1], 'used', '1', 'fam', ARGV[4], 'jti', ARGV[5])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[8])\n"
+    "if ARGV[9] == '1' then\n"
+    "  redis.call('HSET', KEYS[2], 'fam', ARGV[4], 'sub', h['sub'], 'sid', h['sid'], 'cid', h['cid'], 'scope', "
+    "h['scope'], 'acr', h['acr'], 'used', '0', 'exp', now + tonumber(ARGV[6]))\n"
+    "  redis.call('EXPIRE', KEYS[2], ARGV[6])\n"
+    "end\n"
+    "return {'ok', h['sub'], h['sid'], h['scope'], h['acr']}\n";
 
-static const char lua_rt_rotate[] =
-    LUA_HASH "if h['cid'] ~= ARGV[1] then return {'invalid'} end\n"
-             "if h['used'] == '1' then\n"
-             "  redis.call('SET', ARGV[2] .. 'famrev:' .. h['fam'], '1', 'EX', ARGV[3])\n"
-             "  if h['sid'] ~= '' then\n"
-             "    redis.call('DEL', ARGV[2] .. 'sess:' .. h['sid'])\n"
-             "    redis.call('SREM', ARGV[2] .. 'usess:' .. h['sub'], h['sid'])\n"
-             "    redis.call('ZADD', ARGV[2] .. 'revocations', ARGV[6], 'sid:' .. h['sid'])\n"
-             "    redis.call('PUBLISH', ARGV[7], 'sid:' .. h['sid'] .. ' ' .. ARGV[6])\n"
-             "  end\n"
-             "  return {'reused', h['sid']}\n"
-             "end\n"
-             "if redis.call('EXISTS', ARGV[2] .. 'famrev:' .. h['fam']) == 1 then return {'invalid'} end\n"
-             "if redis.call('EXISTS', ARGV[2] .. 'sess:' .. h['sid']) == 0 then return {'invalid'} end\n"
-             "local scope = h['scope']\n"
-             "if ARGV[8] ~= '' then\n"
-             "  local have = {}\n"
-             "  for w in string.gmatch(h['scope'], '%S+') do have[w] = true end\n"
-             "  for w in string.gmatch(ARGV[8], '%S+') do if not have[w] then return {'scope'} end end\n"
-             "  scope = ARGV[8]\n"
-             "end\n"
-             "redis.call('HSET', KEYS[1], 'used', '1')\n"
-             "redis.call('HSET', KEYS[2], 'fam', h['fam'], 'sub', h['sub'], 'sid', h['sid'], 'cid', h['cid'], 'scope', h['scope'], "
-             "'acr', h['acr'], 'used', '0')\n"
-             "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
-             "return {'ok', h['sub'], h['sid'], scope, h['acr']}\n";
+static const char lua_rt_rotate[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
+    "local now = tonumber(ARGV[9])\n"
+    "if h['cid'] ~= ARGV[1] or expired(h['exp'], now) then return {'invalid'} end\n"
+    "if h['used'] == '1' then\n"
+    "  redis.call('SET', ARGV[2] .. 'famrev:' .. h['fam'], '1', 'EX', ARGV[3])\n"
+    "  if h['sid'] ~= '' then\n"
+    "    redis.call('DEL', ARGV[2] .. 'sess:' .. h['sid'])\n"
+    "    redis.call('SREM', ARGV[2] .. 'usess:' .. h['sub'], h['sid'])\n"
+    "    redis.call('ZADD', ARGV[2] .. 'revocations', ARGV[6], 'sid:' .. h['sid'])\n"
+    "    redis.call('PUBLISH', ARGV[7], 'sid:' .. h['sid'] .. ' ' .. ARGV[6])\n"
+    "  end\n"
+    "  return {'reused', h['sid']}\n"
+    "end\n"
+    "if redis.call('EXISTS', ARGV[2] .. 'famrev:' .. h['fam']) == 1 then return {'invalid'} end\n"
+    "if not sess_live(ARGV[2] .. 'sess:' .. h['sid'], now) then return {'invalid'} end\n"
+    "local scope = h['scope']\n"
+    "if ARGV[8] ~= '' then\n"
+    "  local have = {}\n"
+    "  for w in string.gmatch(h['scope'], '%S+') do have[w] = true end\n"
+    "  for w in string.gmatch(ARGV[8], '%S+') do if not have[w] then return {'scope'} end end\n"
+    "  scope = ARGV[8]\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'used', '1')\n"
+    "redis.call('HSET', KEYS[2], 'fam', h['fam'], 'sub', h['sub'], 'sid', h['sid'], 'cid', h['cid'], 'scope', h['scope'], "
+    "'acr', h['acr'], 'used', '0', 'exp', now + tonumber(ARGV[4]))\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
+    "return {'ok', h['sub'], h['sid'], scope, h['acr']}\n";
 
 static const char lua_rt_revoke[] = "local f = redis.call('HMGET', KEYS[1], 'cid', 'fam')\n"
                                     "if not f[1] then return 0 end\n"
@@ -361,7 +380,8 @@ void auth_send_json(gw_req_t *greq, int status, const char *text, size_t len)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     add_no_store(req);
     gw_req_add_common_headers(greq);
-    h2o_send_inline(req, h2o_strdup(&req->pool, text, len).base, len);
+    req->res.content_length = len; /* HTTP/1.1: framed by length, so the connection stays open even after an error */
+    h2o_send_inline(req, text, len);
 }
 
 static void send_json_doc(gw_req_t *greq, int status, json_t *doc)
@@ -397,6 +417,7 @@ void auth_send_no_content(gw_req_t *greq)
     req->res.reason = "OK";
     add_no_store(req);
     gw_req_add_common_headers(greq);
+    req->res.content_length = 0;
     h2o_send_inline(req, "", 0);
 }
 
@@ -408,6 +429,7 @@ void auth_redirect(gw_req_t *greq, const char *location)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, location, strlen(location));
     add_no_store(req);
     gw_req_add_common_headers(greq);
+    req->res.content_length = 0;
     h2o_send_inline(req, "", 0);
 }
 
@@ -689,9 +711,11 @@ static void grant_authorization_code(auth_oreq_t *o)
     }
     snprintf(rt_key, sizeof(rt_key), AUTH_RK_RT "%s", with_refresh ? c->new_rt_hash : "-");
     snprintf(rt_ttl, sizeof(rt_ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000));
-    const char *args[] = {code_key, rt_key, c->client->id, ru, challenge, c->fam, c->jti, rt_ttl, AUTH_RK, keep,
-                          with_refresh ? "1" : "0"};
-    auth_oreq_eval(o, &auth_scripts()->code_redeem, on_code_redeemed, 2, 11, args, NULL);
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    const char *args[] = {
+        code_key, rt_key, c->client->id, ru, challenge, c->fam, c->jti, rt_ttl, AUTH_RK, keep, with_refresh ? "1" : "0", now};
+    auth_oreq_eval(o, &auth_scripts()->code_redeem, on_code_redeemed, 2, 12, args, NULL);
 }
 
 static void on_rt_rotated(auth_oreq_t *o, const redisReply *reply, const char *err)
@@ -735,7 +759,7 @@ static void grant_refresh_token(auth_oreq_t *o)
         auth_oauth_error(o->greq, 400, "invalid_scope", "the requested scope is not allowed");
         return;
     }
-    char old_key[128], new_key[128], fam_ttl[24], rt_ttl[24], revexp[24];
+    char old_key[128], new_key[128], fam_ttl[24], rt_ttl[24], revexp[24], now[24];
     auth_sha256_hex(rt, strlen(rt), c->rt_hash);
     auth_random_b64url(c->rt, 32);
     auth_sha256_hex(c->rt, strlen(c->rt), c->new_rt_hash);
@@ -744,10 +768,12 @@ static void grant_refresh_token(auth_oreq_t *o)
     snprintf(fam_ttl, sizeof(fam_ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000 + 1));
     snprintf(rt_ttl, sizeof(rt_ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000));
     snprintf(revexp, sizeof(revexp), "%lld", (long long)time(NULL) + (long long)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     c->jti[0] = '\0';
-    const char *args[] = {old_key, new_key, c->client->id, AUTH_RK, fam_ttl, rt_ttl, "0", revexp, GW_REVOCATIONS_CHANNEL,
-                          scope != NULL ? scope : ""};
-    auth_oreq_eval(o, &auth_scripts()->rt_rotate, on_rt_rotated, 2, 10, args, NULL);
+    const char *args[] = {
+        old_key, new_key, c->client->id, AUTH_RK, fam_ttl, rt_ttl, "0", revexp, GW_REVOCATIONS_CHANNEL, scope != NULL ? scope : "",
+        now};
+    auth_oreq_eval(o, &auth_scripts()->rt_rotate, on_rt_rotated, 2, 11, args, NULL);
 }
 
 static void grant_client_credentials(auth_oreq_t *o)
@@ -884,11 +910,13 @@ static void on_rt_introspected(auth_oreq_t *o, const redisReply *reply, const ch
     send_json_doc(o->greq, 200, doc);
 }
 
-static const char lua_rt_info[] = "local v = redis.call('HMGET', KEYS[1], 'cid', 'sub', 'sid', 'scope', 'used', 'fam')\n"
-                                  "if not v[1] then return {} end\n"
-                                  "local dead = redis.call('EXISTS', ARGV[1] .. 'famrev:' .. v[6])\n"
-                                  "if redis.call('EXISTS', ARGV[1] .. 'sess:' .. v[3]) == 0 then dead = 1 end\n"
-                                  "return {v, dead, redis.call('TTL', KEYS[1])}\n";
+static const char lua_rt_info[] = LUA_EXPIRED LUA_SESS_LIVE
+    "local now = tonumber(ARGV[2])\n"
+    "local v = redis.call('HMGET', KEYS[1], 'cid', 'sub', 'sid', 'scope', 'used', 'fam')\n"
+    "if not v[1] then return {} end\n"
+    "local dead = redis.call('EXISTS', ARGV[1] .. 'famrev:' .. v[6])\n"
+    "if not sess_live(ARGV[1] .. 'sess:' .. v[3], now) or expired(redis.call('HGET', KEYS[1], 'exp'), now) then dead = 1 end\n"
+    "return {v, dead, redis.call('TTL', KEYS[1])}\n";
 static gw_store_script_t script_rt_info;
 static pthread_once_t rt_info_once = PTHREAD_ONCE_INIT;
 static void rt_info_init(void)
@@ -937,8 +965,10 @@ static void introspect_after_auth(auth_oreq_t *o, const gw_client_conf_t *client
     char key[128];
     auth_sha256_hex(token, strlen(token), c->rt_hash);
     snprintf(key, sizeof(key), AUTH_RK_RT "%s", c->rt_hash);
-    const char *args[] = {key, AUTH_RK};
-    auth_oreq_eval(o, &script_rt_info, on_rt_introspected, 1, 2, args, NULL);
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    const char *args[] = {key, AUTH_RK, now};
+    auth_oreq_eval(o, &script_rt_info, on_rt_introspected, 1, 3, args, NULL);
 }
 
 /* ---- bearer-authenticated endpoints: userinfo, logout, logout-all ------------------------------------ */

@@ -58,13 +58,14 @@ auth_kdf_job_t *auth_kdf_verify_async(auth_kdf_port_t *port, const char *hash, c
                                       void *data);
 /* CB will not be called (the work may still run to its end). Loop thread only. */
 void auth_kdf_cancel(auth_kdf_job_t *job);
+/* Stops the worker pool: each worker ends after the hash it is computing, queued work is dropped.
+ * Call once the event loops have ended, before the process exits (a worker still inside OpenSSL
+ * while exit() tears OpenSSL down would crash). */
+void auth_kdf_pool_stop(void);
 
 /* ---- sealed.c ----------------------------------------------------------------------------------- */
 
-#define AUTH_DATA_KEY_LEN 32
-/* Loads KEYS_DIR/data.key (64 hex digits, mode 0600, not readable by group/others); with CREATE,
- * makes it first if absent (atomically: a concurrent creator's key wins and is read). 0 or -1. */
-int auth_data_key_load(const char *keys_dir, int create, uint8_t key[AUTH_DATA_KEY_LEN], char *err, size_t errsz);
+/* AUTH_DATA_KEY_LEN and auth_data_key_load (keys.dir/data.key): auth/auth.h, for `hegate keys generate` */
 /* AES-256-GCM of PT under a subkey of KEY, bound to AAD: "v1." + base64url(nonce ‖ ciphertext ‖
  * tag). malloc'd (free()) or NULL. */
 char *auth_seal(const uint8_t key[AUTH_DATA_KEY_LEN], const char *aad, const void *pt, size_t len);

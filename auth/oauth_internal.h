@@ -7,12 +7,14 @@
  *                                  name / id_number / card:<kind> (AES-256-GCM sealed), cards, created
  *   hegate:{id}:phone:<hmac>      → sub (HMAC-SHA256 of the phone number under a data-key subkey)
  *   hegate:{id}:fail:<hmac>       failed sign-ins of one phone (TTL 15 min; ≥ 5 → 429 until it expires)
- *   hegate:{id}:sess:<sid>        hash: sub, ck (SHA-256 of the cookie secret), acr, at; TTL session_ttl
+ *   hegate:{id}:sess:<sid>        hash: sub, ck (SHA-256 of the cookie secret), acr, at, exp; TTL session_ttl
  *   hegate:{id}:usess:<sub>       set of the user's sids (logout-all)
  *   hegate:{id}:consent:<sub>     hash: client_id → granted scopes
- *   hegate:{id}:code:<sha256>     hash: cid, ru, cc, sub, sid, scope, acr, used, fam, jti; TTL 60 s
+ *   hegate:{id}:code:<sha256>     hash: cid, ru, cc, sub, sid, scope, acr, used, fam, jti, exp; TTL 60 s
  *                                  (kept 10 min once used, to recognise a replay)
- *   hegate:{id}:rt:<sha256>       refresh token: fam, sub, sid, cid, scope, acr, used; TTL refresh_ttl
+ *   hegate:{id}:rt:<sha256>       refresh token: fam, sub, sid, cid, scope, acr, used, exp; TTL refresh_ttl
+ *                                  (exp: unix seconds on the issuing gateway's clock, checked against the
+ *                                  calling gateway's clock beside the TTL: see LUA_EXPIRED in oauth.c)
  *   hegate:{id}:famrev:<fam>      a revoked refresh-token family
  *   hegate:{id}:revocations       sorted set "sid:<sid>" / "jti:<jti>" → expiry (+ PUBLISH, see
  *                                  gateway/revocations.h)

@@ -214,5 +214,6 @@ void auth_page_send(gw_req_t *greq, int status, h2o_iovec_t body)
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
                           H2O_STRLIT("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"));
     gw_req_add_common_headers(greq);
+    req->res.content_length = body.len;
     h2o_send_inline(req, body.base, body.len);
 }

@@ -7,7 +7,8 @@
  * `user add` writes one resident into the config's Redis (blocking hiredis: this is a CLI, not the
  * gateway): a random pseudonymous sub, the scrypt hash of the password, the name, ID and card
  * numbers sealed with AES-256-GCM under keys.dir/data.key (created if absent), the phone found by
- * its HMAC index only. It prints the sub; it never echoes personal data.
+ * its HMAC index only. With redis.cluster it talks to the first seed that answers and follows
+ * MOVED/ASK to the master of the identity keys' slot. It prints the sub; it never echoes personal data.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,17 +156,11 @@ static int valid_charset(const char *s, size_t min, size_t max, const char *extr
     return 1;
 }
 
-static redisContext *connect_store(const gw_conf_t *conf, char *err, size_t errsz)
+static redisContext *connect_addr(gw_store_addr_t *addr, char *err, size_t errsz)
 {
-    const char *url = conf->redis.url != NULL ? conf->redis.url : conf->redis.cluster.n != 0 ? conf->redis.cluster.v[0] : NULL;
-    gw_store_addr_t addr;
-    if (url == NULL || gw_store_parse_url(url, &addr, err, errsz) != 0) {
-        if (url == NULL)
-            snprintf(err, errsz, "no redis configured");
-        return NULL;
-    }
     struct timeval tv = {2, 0};
-    redisContext *c = addr.path[0] != '\0' ? redisConnectUnixWithTimeout(addr.path, tv) : redisConnectWithTimeout(addr.host, addr.port, tv);
+    redisContext *c =
+        addr->path[0] != '\0' ? redisConnectUnixWithTimeout(addr->path, tv) : redisConnectWithTimeout(addr->host, addr->port, tv);
     if (c == NULL || c->err != 0) {
         snprintf(err, errsz, "cannot connect to redis: %s", c != NULL ? c->errstr : "out of memory");
         if (c != NULL)
@@ -174,27 +169,89 @@ static redisContext *connect_store(const gw_conf_t *conf, char *err, size_t errs
     }
     redisSetTimeout(c, tv);
     redisReply *r = NULL;
-    if (addr.password[0] != '\0') {
-        r = addr.user[0] != '\0' ? redisCommand(c, "AUTH %s %s", addr.user, addr.password) : redisCommand(c, "AUTH %s", addr.password);
+    if (addr->password[0] != '\0') {
+        r = addr->user[0] != '\0' ? redisCommand(c, "AUTH %s %s", addr->user, addr->password)
+                                  : redisCommand(c, "AUTH %s", addr->password);
         if (r == NULL || r->type == REDIS_REPLY_ERROR)
             goto Fail;
         freeReplyObject(r);
     }
-    if (addr.db != 0) {
-        r = redisCommand(c, "SELECT %u", addr.db);
+    if (addr->db != 0) {
+        r = redisCommand(c, "SELECT %u", addr->db);
         if (r == NULL || r->type == REDIS_REPLY_ERROR)
             goto Fail;
         freeReplyObject(r);
     }
-    OPENSSL_cleanse(&addr, sizeof(addr));
     return c;
 Fail:
     snprintf(err, errsz, "redis refused the connection handshake");
     if (r != NULL)
         freeReplyObject(r);
     redisFree(c);
-    OPENSSL_cleanse(&addr, sizeof(addr));
     return NULL;
+}
+
+/* The configured Redis, or the first cluster seed that answers (commands then follow redirections: store_argv). */
+static redisContext *connect_store(const gw_conf_t *conf, char *err, size_t errsz)
+{
+    size_t n = conf->redis.url != NULL ? 1 : conf->redis.cluster.n;
+    if (n == 0) {
+        snprintf(err, errsz, "no redis configured");
+        return NULL;
+    }
+    for (size_t i = 0; i != n; ++i) {
+        const char *url = conf->redis.url != NULL ? conf->redis.url : conf->redis.cluster.v[i];
+        gw_store_addr_t addr;
+        redisContext *c = NULL;
+        if (gw_store_parse_url(url, &addr, err, errsz) == 0)
+            c = connect_addr(&addr, err, errsz);
+        OPENSSL_cleanse(&addr, sizeof(addr));
+        if (c != NULL)
+            return c;
+    }
+    return NULL;
+}
+
+/* One command. In a cluster, a MOVED or ASK answer (the seed does not own the slot of hash tag {id})
+ * is followed to the node it names, with the seeds' credentials, at most a few times. */
+static redisReply *store_argv(redisContext **rc, const gw_conf_t *conf, int argc, const char **argv)
+{
+    redisReply *r = NULL;
+    for (int hops = 0;; ++hops) {
+        r = redisCommandArgv(*rc, argc, argv, NULL);
+        int moved = r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0,
+            ask = r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
+        if (conf->redis.url != NULL || (!moved && !ask) || hops == 5)
+            return r;
+        /* "MOVED <slot> <host>:<port>" (an empty host: the node we asked) */
+        const char *target = strchr(r->str + (moved ? 6 : 4), ' '), *colon = target != NULL ? strrchr(target, ':') : NULL;
+        gw_store_addr_t addr;
+        char err[256];
+        if (colon == NULL || gw_store_parse_url(conf->redis.cluster.v[0], &addr, err, sizeof(err)) != 0)
+            return r;
+        size_t hl = (size_t)(colon - target - 1);
+        if (hl != 0 && hl < sizeof(addr.host)) {
+            memcpy(addr.host, target + 1, hl);
+            addr.host[hl] = '\0';
+        } else if (hl != 0 || (*rc)->tcp.host == NULL) {
+            OPENSSL_cleanse(&addr, sizeof(addr));
+            return r;
+        } else {
+            snprintf(addr.host, sizeof(addr.host), "%s", (*rc)->tcp.host);
+        }
+        addr.port = (uint16_t)atoi(colon + 1);
+        addr.path[0] = '\0';
+        redisContext *c = connect_addr(&addr, err, sizeof(err));
+        OPENSSL_cleanse(&addr, sizeof(addr));
+        if (c == NULL)
+            return r;
+        freeReplyObject(r);
+        r = NULL;
+        if (ask)
+            freeReplyObject(redisCommand(c, "ASKING"));
+        redisFree(*rc);
+        *rc = c;
+    }
 }
 
 static char *seal_field(const uint8_t *key, const char *sub, const char *field, const char *value)
@@ -340,7 +397,8 @@ int auth_user_cli_main(int argc, char **argv)
             strcat(kind_list, ",");
         strcat(kind_list, kinds[i]);
     }
-    r = redisCommand(rc, "SET %s %s NX", phone_key, sub);
+    const char *set_nx[] = {"SET", phone_key, sub, "NX"};
+    r = store_argv(&rc, conf, 4, set_nx);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "hegate user add: redis: %s\n", r != NULL ? r->str : rc->errstr);
         goto Exit;
@@ -370,10 +428,11 @@ int auth_user_cli_main(int argc, char **argv)
         args[n++] = fields[i];
         args[n++] = sealed[2 + i];
     }
-    r = redisCommandArgv(rc, (int)n, args, NULL);
+    r = store_argv(&rc, conf, (int)n, args);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "hegate user add: redis: %s\n", r != NULL ? r->str : rc->errstr);
-        freeReplyObject(redisCommand(rc, "DEL %s", phone_key));
+        const char *del[] = {"DEL", phone_key};
+        freeReplyObject(store_argv(&rc, conf, 2, del));
         goto Exit;
     }
     printf("%s\n", sub);

@@ -20,7 +20,8 @@ static void send_json(gw_req_t *greq, const char *text, size_t len, const char *
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, cache_control, strlen(cache_control));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-origin"), 0, NULL, H2O_STRLIT("*"));
     gw_req_add_common_headers(greq);
-    h2o_send_inline(req, h2o_strdup(&req->pool, text, len).base, len);
+    req->res.content_length = len;
+    h2o_send_inline(req, text, len);
 }
 
 static json_t *endpoint(const gw_conf_t *conf, const char *path)

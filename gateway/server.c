@@ -677,6 +677,7 @@ int gw_server_run(const char *conf_path)
         send_control(&server.threads[i], NULL, 1);
     for (unsigned i = 0; i != server.num_threads; ++i)
         pthread_join(server.tids[i], NULL);
+    auth_kdf_pool_stop(); /* no worker may be inside OpenSSL while exit() cleans it up */
     gw_log("info", "stopped");
     fflush(stdout);
     return 0;

@@ -404,3 +404,15 @@ def curl(*args, timeout=15):
     body, _, tail = p.stdout.rpartition(marker)
     code, version = tail.decode().split()
     return int(code), version, body
+
+
+_sanitized = {}
+
+
+def sanitized(path):
+    """True for an AddressSanitizer build (`make asan`): libfaketime preloaded into one hangs in ASan's
+    start-up, so the tests that move a gateway's clock run in `make integration` only."""
+    if path not in _sanitized:
+        with open(path, "rb") as f:
+            _sanitized[path] = b"__asan_init" in f.read()
+    return _sanitized[path]

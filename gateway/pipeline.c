@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 #include "gateway/gateway.h"
@@ -144,8 +145,10 @@ static void stage_ratelimit(gw_req_t *greq)
         gw_proxy_start(greq);
         return;
     }
-    /* from the pool only here: most requests never need one (it would push the pool past its first chunk) */
-    gw_ratelimit_verdict_t *verdict = h2o_mem_alloc_pool(&greq->req->pool, sizeof(*verdict));
+    /* from the pool only here, and only as long as N results: most requests never need one, and a large
+     * one would push the pool past its first chunk (a malloc and a free per request) */
+    gw_ratelimit_verdict_t *verdict =
+        h2o_mem_alloc_pool(&greq->req->pool, offsetof(gw_ratelimit_verdict_t, results) + n * sizeof(verdict->results[0]));
     greq->rl_check = gw_ratelimit_check(greq->thread->ratelimit, pols, keys, n, verdict, on_ratelimit_verdict, greq);
     if (greq->rl_check == NULL)
         on_ratelimit_verdict(greq, verdict);

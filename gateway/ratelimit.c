@@ -26,7 +26,7 @@
 #define DENY_SETS 256   /* x 4 ways: keys known over a limit, per thread */
 #define LOCAL_SETS 1024 /* x 4 ways: local GCRA states while the store is down, per thread */
 #define WAYS 4
-#define CHECK_FREELIST_MAX 256
+#define CHECK_FREELIST_MAX 2048 /* checks kept for reuse per thread: at least the usual number in flight */
 #define STORE_KEY_MAX 640
 
 #define STAT_INC(ctx, field)                                                                                                       \

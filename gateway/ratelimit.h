@@ -159,7 +159,9 @@ gw_ratelimit_ctx_t *gw_ratelimit_ctx_create(h2o_loop_t *loop, gw_store_t *store,
 void gw_ratelimit_ctx_free(gw_ratelimit_ctx_t *ctx);
 
 /* Checks one request against N policies, KEYS[i] being the key for POLICIES[i] (user, client or
- * address). POLICIES must stay valid until the verdict; KEYS are copied.
+ * address). POLICIES must stay valid until the verdict; KEYS are copied. *OUT needs room for N results
+ * only (offsetof(gw_ratelimit_verdict_t, results) + N * sizeof(gw_ratelimit_result_t)): nothing past
+ * them is written.
  * Returns NULL when the verdict was reached without waiting (known over a limit, store down, N == 0):
  * *OUT is filled and CB is not called. Otherwise returns a handle: CB(DATA, OUT) runs exactly once,
  * later, on the loop, with *OUT filled, unless gw_ratelimit_cancel(handle) comes first; *OUT is not

@@ -456,8 +456,8 @@ static void signin(auth_oreq_t *o)
  * problem+json with Retry-After; on every answer to a checked submission the RateLimit-Policy and
  * RateLimit fields, as on a limited route. The GET of the page, the consent form and the token
  * endpoint are not counted (SPEC names only the form; a per-IP minute budget on the token endpoint
- * would refuse the refreshes of every app behind one NAT). Mirrors pipeline.c's on_ratelimit_verdict
- * for one policy. */
+ * would refuse the refreshes of every app behind one NAT). The answer is the routes' own
+ * (gw_ratelimit_answer in pipeline.c). */
 
 static const gw_ratelimit_conf_t *login_policy(const gw_conf_t *conf)
 {
@@ -479,34 +479,11 @@ static void login_slot_init(void)
 static void on_login_verdict(void *data, gw_ratelimit_verdict_t *v)
 {
     auth_oreq_t *o = data;
-    gw_req_t *greq = o->greq;
-    h2o_req_t *req = greq->req;
-    greq->rl_check = NULL;
-    if (v->n == 1) {
-        const gw_ratelimit_conf_t *pol = v->results[0].policy;
-        size_t cap = gw_ratelimit_header_bound(&pol, 1);
-        char *buf = h2o_mem_alloc_pool(&req->pool, cap * 2);
-        greq->rl_policy_hdr = h2o_iovec_init(buf, gw_ratelimit_format_policy(buf, cap, &pol, 1));
-        greq->rl_state_hdr = h2o_iovec_init(buf + cap, gw_ratelimit_format_state(buf + cap, cap, v->results, 1));
-    }
-    switch (v->verdict) {
-    case GW_RL_ALLOW:
+    o->greq->rl_check = NULL;
+    pthread_once(&login_slot_once, login_slot_init);
+    if (gw_ratelimit_answer(o->greq, v, h2o_iovec_init(NULL, 0), &login_slot,
+                            "too many sign-in attempts from this address; try again later"))
         continue_post(o);
-        return;
-    case GW_RL_DENY: {
-        pthread_once(&login_slot_once, login_slot_init);
-        gw_metrics_count(greq->thread->metrics, GW_MF_RATELIMITED, login_slot);
-        char ra[24];
-        int len = snprintf(ra, sizeof(ra), "%llu", (unsigned long long)(v->retry_after_s < 1 ? 1 : v->retry_after_s));
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, ra, len).base, len);
-        gw_problem_send(greq, 429, "quota-exceeded", "Too Many Requests",
-                        "too many sign-in attempts from this address; try again later");
-        return;
-    }
-    case GW_RL_UNAVAILABLE:
-        gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "rate limits cannot be checked right now");
-        return;
-    }
 }
 
 /* 1: a check is under way (or answered), the POST goes on from on_login_verdict; 0: no limit applies */
@@ -531,7 +508,7 @@ static int check_login_limit(auth_oreq_t *o)
     if (key == NULL)
         return 0;
     h2o_iovec_t k = h2o_iovec_init(key, strlen(key));
-    gw_ratelimit_verdict_t *verdict = h2o_mem_alloc_pool(&greq->req->pool, sizeof(*verdict));
+    gw_ratelimit_verdict_t *verdict = h2o_mem_alloc_pool(&greq->req->pool, sizeof(*verdict)); /* 1 result; the full size is fine here */
     greq->rl_check = gw_ratelimit_check(greq->thread->ratelimit, &pol, &k, 1, verdict, on_login_verdict, o);
     if (greq->rl_check == NULL)
         on_login_verdict(o, verdict);

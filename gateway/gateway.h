@@ -167,6 +167,13 @@ size_t gw_request_head_bytes(h2o_req_t *req);
 /* Forwards the request to one of the route's upstreams (round robin, passive health, retries);
  * answers 502/504 problem+json itself when no upstream answers. */
 void gw_proxy_start(gw_req_t *greq);
+/* The answer to a rate-limit verdict V for GREQ (routes, and the sign-in form's `login` policy): sets
+ * the RateLimit-Policy / RateLimit values every answer carries (POLICY_HDR when non-empty: formatted
+ * beforehand for exactly V's policies), and for a refusal counts hegate_ratelimited_total under
+ * SLOTS[i] for each refusing V->results[i], then answers 429 problem+json with Retry-After and DETAIL;
+ * 503 when the limits cannot be checked. Returns 1 when the request may go on, 0 when answered. */
+int gw_ratelimit_answer(gw_req_t *greq, const gw_ratelimit_verdict_t *v, h2o_iovec_t policy_hdr, const unsigned *slots,
+                        const char *detail);
 
 /* ---- problem.c ----------------------------------------------------------------------------------- */
 

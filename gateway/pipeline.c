@@ -75,46 +75,55 @@ static void on_greq_dispose(void *p)
 
 /* ---- stage: rate limits (SPEC §5) ------------------------------------------------------------------ */
 
-static void on_ratelimit_verdict(void *data, gw_ratelimit_verdict_t *v)
+int gw_ratelimit_answer(gw_req_t *greq, const gw_ratelimit_verdict_t *v, h2o_iovec_t policy_hdr, const unsigned *slots,
+                        const char *detail)
 {
-    gw_req_t *greq = data;
     h2o_req_t *req = greq->req;
-    greq->rl_check = NULL;
-    const gw_route_rt_t *rt = &greq->gen->rt[greq->route->index];
-
     const gw_ratelimit_conf_t *pols[GW_RATELIMIT_MAX_POLICIES];
     for (size_t i = 0; i != v->n; ++i)
         pols[i] = v->results[i].policy;
     size_t cap = gw_ratelimit_header_bound(pols, v->n);
-    char *buf = h2o_mem_alloc_pool(&req->pool, v->n == rt->num_policies ? cap : cap * 2);
+    char *buf = h2o_mem_alloc_pool(&req->pool, policy_hdr.base != NULL ? cap : cap * 2);
     greq->rl_state_hdr = h2o_iovec_init(buf, gw_ratelimit_format_state(buf, cap, v->results, v->n));
-    if (v->n == rt->num_policies) /* every policy of the route applies (the usual case): formatted once per generation */
-        greq->rl_policy_hdr = rt->policy_hdr;
+    if (policy_hdr.base != NULL)
+        greq->rl_policy_hdr = policy_hdr;
     else
         greq->rl_policy_hdr = h2o_iovec_init(buf + cap, gw_ratelimit_format_policy(buf + cap, cap, pols, v->n));
 
     switch (v->verdict) {
     case GW_RL_ALLOW:
-        gw_proxy_start(greq);
-        return;
+        return 1;
     case GW_RL_DENY: {
-        for (size_t i = 0; i != v->n; ++i) {
-            if (v->results[i].allowed || v->results[i].source == GW_RL_SOURCE_NONE || v->results[i].source == GW_RL_SOURCE_CLOSED)
-                continue;
-            for (size_t j = 0; j != rt->num_policies; ++j)
-                if (rt->policies[j] == v->results[i].policy)
-                    gw_metrics_count(greq->thread->metrics, GW_MF_RATELIMITED, rt->policy_slots[j]);
-        }
+        for (size_t i = 0; i != v->n; ++i)
+            if (!v->results[i].allowed && v->results[i].source != GW_RL_SOURCE_NONE && v->results[i].source != GW_RL_SOURCE_CLOSED)
+                gw_metrics_count(greq->thread->metrics, GW_MF_RATELIMITED, slots[i]);
         char ra[24];
         int len = snprintf(ra, sizeof(ra), "%llu", (unsigned long long)(v->retry_after_s < 1 ? 1 : v->retry_after_s));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, ra, len).base, len);
-        gw_problem_send(greq, 429, "quota-exceeded", "Too Many Requests", "a rate limit of this route is exhausted");
-        return;
+        gw_problem_send(greq, 429, "quota-exceeded", "Too Many Requests", detail);
+        return 0;
     }
     case GW_RL_UNAVAILABLE:
-        gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "rate limits cannot be checked right now");
-        return;
+        break;
     }
+    gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "rate limits cannot be checked right now");
+    return 0;
+}
+
+static void on_ratelimit_verdict(void *data, gw_ratelimit_verdict_t *v)
+{
+    gw_req_t *greq = data;
+    greq->rl_check = NULL;
+    const gw_route_rt_t *rt = &greq->gen->rt[greq->route->index];
+    unsigned slots[GW_RATELIMIT_MAX_POLICIES] = {0};
+    for (size_t i = 0; i != v->n; ++i)
+        for (size_t j = 0; j != rt->num_policies; ++j)
+            if (rt->policies[j] == v->results[i].policy)
+                slots[i] = rt->policy_slots[j];
+    /* every policy of the route applies (the usual case): RateLimit-Policy was formatted once per generation */
+    h2o_iovec_t policy_hdr = v->n == rt->num_policies ? rt->policy_hdr : h2o_iovec_init(NULL, 0);
+    if (gw_ratelimit_answer(greq, v, policy_hdr, slots, "a rate limit of this route is exhausted"))
+        gw_proxy_start(greq);
 }
 
 static void stage_ratelimit(gw_req_t *greq)

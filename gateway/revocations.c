@@ -129,12 +129,7 @@ static int lookup_key_locked(const uint8_t key[16], int64_t now)
 static int lookup_locked(const char *prefix, const char *id, int64_t now)
 {
     uint8_t key[16];
-    if (!id_key(prefix, id, key))
-        return 0;
-    for (size_t i = slot_of(key, set.cap); set.slots[i].exp != 0; i = (i + 1) & (set.cap - 1))
-        if (memcmp(set.slots[i].key, key, 16) == 0)
-            return set.slots[i].exp > now;
-    return 0;
+    return id_key(prefix, id, key) && lookup_key_locked(key, now);
 }
 
 int gw_revocations_check(const char *sid, const char *jti)
@@ -166,7 +161,8 @@ int gw_revocations_check_memo(const char *sid, const char *jti, auth_revocation_
     pthread_rwlock_rdlock(&set.lock);
     uint64_t version = set.version;
     if (set.cap != 0)
-        r = ((memo->have_keys & 2) && lookup_key_locked(memo->keys, now)) || ((memo->have_keys & 4) && lookup_key_locked(memo->keys + 16, now));
+        r = ((memo->have_keys & 2) && lookup_key_locked(memo->keys, now)) ||
+            ((memo->have_keys & 4) && lookup_key_locked(memo->keys + 16, now));
     pthread_rwlock_unlock(&set.lock);
     memo->version = r ? 0 : version;
     return r;

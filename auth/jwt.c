@@ -135,6 +135,14 @@ static EVP_PKEY_CTX *pkey_ctx(const auth_key_t *key, EVP_MD_CTX **md, int signin
     return ctx;
 }
 
+/* SHA-256 of MSG with this thread's digest context MD: 1 on success */
+static int sha256_into(EVP_MD_CTX *md, const void *msg, size_t len, uint8_t digest[32])
+{
+    unsigned dlen = 0;
+    return EVP_DigestInit_ex2(md, verify_sha256, NULL) == 1 && EVP_DigestUpdate(md, msg, len) == 1 &&
+           EVP_DigestFinal_ex(md, digest, &dlen) == 1 && dlen == 32;
+}
+
 int auth_es256_verify(const auth_key_t *key, const void *msg, size_t len, const uint8_t sig[AUTH_ES256_SIG_LEN])
 {
     if (key->alg != AUTH_ALG_ES256 || !scalar_in_range(sig) || !scalar_in_range(sig + 32))
@@ -146,9 +154,7 @@ int auth_es256_verify(const auth_key_t *key, const void *msg, size_t len, const 
     int ok;
     if (pctx != NULL) {
         uint8_t digest[32];
-        unsigned dlen = 0;
-        ok = EVP_DigestInit_ex2(md, verify_sha256, NULL) == 1 && EVP_DigestUpdate(md, msg, len) == 1 &&
-             EVP_DigestFinal_ex(md, digest, &dlen) == 1 && dlen == 32 && EVP_PKEY_verify(pctx, der, derlen, digest, 32) == 1;
+        ok = sha256_into(md, msg, len, digest) && EVP_PKEY_verify(pctx, der, derlen, digest, 32) == 1;
     } else {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
@@ -171,9 +177,7 @@ int auth_es256_sign(const auth_key_t *key, const void *msg, size_t len, uint8_t 
     int ok;
     if (pctx != NULL) {
         uint8_t digest[32];
-        unsigned dlen = 0;
-        ok = EVP_DigestInit_ex2(md, verify_sha256, NULL) == 1 && EVP_DigestUpdate(md, msg, len) == 1 &&
-             EVP_DigestFinal_ex(md, digest, &dlen) == 1 && dlen == 32 && EVP_PKEY_sign(pctx, der, &derlen, digest, 32) == 1;
+        ok = sha256_into(md, msg, len, digest) && EVP_PKEY_sign(pctx, der, &derlen, digest, 32) == 1;
     } else {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&

@@ -168,6 +168,40 @@ bench_skip() {
   bench_log "skip $1 ($2): $3"
 }
 
+# perf record on the server under test (BENCH_CURRENT_PID) while a row NAME PROTO (sequence ID) is
+# measured, when BENCH_PROFILE matches "NAME PROTO": sets BENCH_PROFILING (the output prefix, or "").
+bench_profile_start() {
+  local slug
+  BENCH_PROFILING=""
+  if [ -n "${BENCH_PROFILE:-}" ] && [[ "$1 $2" =~ $BENCH_PROFILE ]] && [ -n "$BENCH_CURRENT_PID" ]; then
+    slug=$(printf '%s-%s' "$1" "$2" | tr -c 'A-Za-z0-9' '-' | tr -s '-' | tr 'A-Z' 'a-z')
+    BENCH_PROFILING=$BENCH_OUT/profile-$slug
+    perf record -F "${BENCH_PERF_FREQ:-499}" --call-graph dwarf,16384 -p "$BENCH_CURRENT_PID" -o "$BENCH_PROFILING.data" \
+      > "$BENCH_TMP/perf.$3.log" 2>&1 &
+    BENCH_PERF_PID=$!
+    sleep 0.5
+  fi
+}
+
+# ends what bench_profile_start began and writes the reports; BENCH_PROFILE_NOTE: the table note, or ""
+bench_profile_stop() {
+  local p=$BENCH_PROFILING
+  BENCH_PROFILE_NOTE=""
+  [ -n "$p" ] || return 0
+  kill -INT "$BENCH_PERF_PID" 2>/dev/null; wait "$BENCH_PERF_PID" 2>/dev/null; BENCH_PERF_PID=
+  { echo "# $1 ($2): where the server's CPU goes, by library"
+    perf report -i "$p.data" --stdio --no-children --sort dso -g none 2> /dev/null | grep -v '^#' | grep -v '^$'
+    echo; echo "# by function (self time, >= 0.5%)"
+    perf report -i "$p.data" --stdio --no-children --sort dso,sym -g none --percent-limit 0.5 2> /dev/null \
+      | grep -v '^#' | grep -v '^$'
+  } > "$p.txt"
+  perf report -i "$p.data" --stdio --children --sort sym --percent-limit 2 -g caller,0.5,callee,function,percent \
+    > "$p.callers.txt" 2> /dev/null
+  BENCH_PROFILE_NOTE="profiled (perf) → ${p#$BENCH_ROOT/}.txt"
+  bench_log "profile of $1 ($2): $p.txt (+ .callers.txt, perf report -i $p.data)"
+  BENCH_PROFILING=""
+}
+
 bench_row() {
   local name=$1 url=$2 proto; shift 2
   case $url in https://*) proto=tls ;; http://*) proto=h2c ;; *) bench_log "bench_row: bad URL $url"; return 1 ;; esac
@@ -178,14 +212,9 @@ bench_row() {
   taskset -c "$BENCH_CLIENT_CPU" timeout --foreground -k 5 "$BENCH_TIMEOUT" \
     h2load -n "$BENCH_WARM" -c "$BENCH_C" -m "$BENCH_M" ${BENCH_H2LOAD_ARGS:-} "$@" "$url" > "$d/warm.$id.out" 2>&1
   bench_check_interrupt $?
-  local profiling="" slug counting=""
-  slug=$(printf '%s-%s' "$name" "$proto" | tr -c 'A-Za-z0-9' '-' | tr -s '-' | tr 'A-Z' 'a-z')
-  if [ -n "${BENCH_PROFILE:-}" ] && [[ "$name $proto" =~ $BENCH_PROFILE ]] && [ -n "$BENCH_CURRENT_PID" ]; then
-    profiling=$BENCH_OUT/profile-$slug
-    perf record -F "${BENCH_PERF_FREQ:-499}" --call-graph dwarf,16384 -p "$BENCH_CURRENT_PID" -o "$profiling.data" > "$d/perf.$id.log" 2>&1 &
-    BENCH_PERF_PID=$!
-    sleep 0.5
-  elif [ "${BENCH_SYSCALLS:-0}" = 1 ] && [ -n "$BENCH_CURRENT_PID" ]; then
+  local counting=""
+  bench_profile_start "$name" "$proto" "$id"
+  if [ -z "$BENCH_PROFILING" ] && [ "${BENCH_SYSCALLS:-0}" = 1 ] && [ -n "$BENCH_CURRENT_PID" ]; then
     counting=$d/perfstat.$id
     perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_ctl,context-switches -p "$BENCH_CURRENT_PID" \
       -o "$counting" > /dev/null 2>&1 &
@@ -198,21 +227,11 @@ bench_row() {
   rc=$?
   bench_check_interrupt "$rc"
   $BENCH_TOOLS snap $$ "$BENCH_SERVER_CPU" "$BENCH_CLIENT_CPU" "${BENCH_CURRENT_PID:-0}" > "$d/snap1.$id"
-  if [ -n "$profiling$counting" ]; then
+  if [ -n "$counting" ]; then
     kill -INT "$BENCH_PERF_PID" 2>/dev/null; wait "$BENCH_PERF_PID" 2>/dev/null; BENCH_PERF_PID=
   fi
-  if [ -n "$profiling" ]; then
-    { echo "# $name ($proto): where the server's CPU goes, by library"
-      perf report -i "$profiling.data" --stdio --no-children --sort dso -g none 2> /dev/null | grep -v '^#' | grep -v '^$'
-      echo; echo "# by function (self time, >= 0.5%)"
-      perf report -i "$profiling.data" --stdio --no-children --sort dso,sym -g none --percent-limit 0.5 2> /dev/null \
-        | grep -v '^#' | grep -v '^$'
-    } > "$profiling.txt"
-    perf report -i "$profiling.data" --stdio --children --sort sym --percent-limit 2 -g caller,0.5,callee,function,percent \
-      > "$profiling.callers.txt" 2> /dev/null
-    note="profiled (perf) → build/bench/profile-$slug.txt"
-    bench_log "profile of $name ($proto): $profiling.txt (+ .callers.txt, perf report -i $profiling.data)"
-  fi
+  bench_profile_stop "$name" "$proto"
+  note=$BENCH_PROFILE_NOTE
   local rps ok h2cpu
   rps=$(awk '/^finished in/ {print $4}' "$out")
   ok=$(awk '/^status codes:/ {print $3}' "$out")

@@ -69,26 +69,14 @@ identity_load_row() {
   taskset -c "$BENCH_CLIENT_CPU" timeout --foreground -k 5 "$BENCH_TIMEOUT" \
     "$ID_LOAD" -u "$url" -n "$BENCH_WARM" -c "$c" -m "$m" "$@" > "$d/tl-warm.$id.out" 2>&1
   bench_check_interrupt $?
-  local profiling="" slug
-  slug=$(printf '%s-%s' "$name" "$proto" | tr -c 'A-Za-z0-9' '-' | tr -s '-' | tr 'A-Z' 'a-z')
-  if [ -n "${BENCH_PROFILE:-}" ] && [[ "$name $proto" =~ $BENCH_PROFILE ]] && [ -n "$BENCH_CURRENT_PID" ]; then
-    profiling=$BENCH_OUT/profile-$slug
-    perf record -F "${BENCH_PERF_FREQ:-499}" --call-graph dwarf,16384 -p "$BENCH_CURRENT_PID" -o "$profiling.data" > "$d/perf.$id.log" 2>&1 &
-    BENCH_PERF_PID=$!
-    sleep 0.5
-  fi
+  bench_profile_start "$name" "$proto" "$id"
   $BENCH_TOOLS snap $$ "$BENCH_SERVER_CPU" "$BENCH_CLIENT_CPU" "${BENCH_CURRENT_PID:-0}" > "$d/snap0.$id"
   /usr/bin/time -f '%U %S' -o "$d/time.$id" taskset -c "$BENCH_CLIENT_CPU" timeout --foreground -k 5 "$BENCH_TIMEOUT" \
     "$ID_LOAD" -u "$url" -n "$n" -c "$c" -m "$m" -l "$d/lat.$id" "$@" > "$d/tl.$id.out" 2>&1
   rc=$?
   bench_check_interrupt "$rc"
   $BENCH_TOOLS snap $$ "$BENCH_SERVER_CPU" "$BENCH_CLIENT_CPU" "${BENCH_CURRENT_PID:-0}" > "$d/snap1.$id"
-  if [ -n "$profiling" ]; then
-    kill -INT "$BENCH_PERF_PID" 2>/dev/null; wait "$BENCH_PERF_PID" 2>/dev/null; BENCH_PERF_PID=
-    perf report -i "$profiling.data" --stdio --no-children --sort dso,sym -g none --percent-limit 0.5 2> /dev/null \
-      | grep -v '^#' | grep -v '^$' > "$profiling.txt"
-    bench_log "profile of $name ($proto): $profiling.txt (perf report -i $profiling.data)"
-  fi
+  bench_profile_stop "$name" "$proto"
   local rps ok cpu p50 p99 cnt srv cli other steal us note
   rps=$(awk '/^finished in/ {print $4}' "$d/tl.$id.out")
   ok=$(awk '/^status codes:/ {print $3}' "$d/tl.$id.out")
@@ -96,7 +84,7 @@ identity_load_row() {
   read -r p50 p99 cnt < <($BENCH_TOOLS pct "$d/lat.$id")
   read -r srv cli other steal us < <($BENCH_TOOLS cpu "$d/snap0.$id" "$d/snap1.$id" "${cpu:-0}" "${cnt:-0}")
   note="HTTP/1.1, $c connections × $m in flight (bench/token_load.c)"
-  [ -n "$profiling" ] && note="$note; profiled (perf) → build/bench/profile-$slug.txt"
+  [ -n "$BENCH_PROFILE_NOTE" ] && note="$note; $BENCH_PROFILE_NOTE"
   [ "$rc" = 124 ] && note="$note; timed out after ${BENCH_TIMEOUT}s"
   if [ -z "$rps" ]; then
     rps=nan; p50=nan; p99=nan; us=nan

@@ -108,6 +108,21 @@ int gw_gcra_results(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, gw_g
     return all;
 }
 
+uint64_t gw_gcra_run_admits(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, uint64_t count)
+{
+    /* each admitted request adds window_ms to every d; a refused one changes nothing, so once one is
+     * refused all later ones are too: the first floor((tau - d) / window_ms) of them, for every policy */
+    for (size_t i = 0; i != n; ++i) {
+        const uint64_t tau = p[i].burst * p[i].window_ms;
+        if (p[i].window_ms == 0 || d[i] > tau)
+            return 0;
+        uint64_t q = (tau - d[i]) / p[i].window_ms;
+        if (q < count)
+            count = q;
+    }
+    return count;
+}
+
 int gw_gcra_all(size_t n, const gw_gcra_policy_t *p, int64_t now_ms, gw_gcra_state_t *states, gw_gcra_result_t *res)
 {
     uint64_t d[GW_RATELIMIT_MAX_POLICIES] = {0};
@@ -145,16 +160,20 @@ int gw_gcra(uint64_t limit, uint64_t window_ms, uint64_t burst, int64_t now_ms, 
  * keys share a slot), evaluated one after the other exactly as if each had been its own call:
  *   KEYS                 the u distinct state keys of the batch
  *   ARGV[3k-2 .. 3k]     limit, window_ms, burst of KEYS[k]            (k = 1..u)
- *   ARGV[3u+1 ...]       one string per request: the indexes of its keys, one byte each, 0-based
- * One TIME and one MGET for the whole batch, then each request in order, all or nothing over its
- * policies (a clamped state is repaired even when refused), and at the end one SET per key that
- * changed. Returns {d..., now_ms}: for each request, for each of its keys in order, d = max(tat -
- * now, 0) in 1/L ms, clamped to tau, before that request; the caller derives verdicts and numbers with
- * gw_gcra_results(), the code the pure gw_gcra_all() uses. Lua numbers are doubles: every value stays
- * an integer < 2^52 (see gw_gcra_params_ok), so +, -, *, floor(a/b), a%b and ceil(a/b) are exact and
- * match the C code. State: "<tat_ms>:<tat_frac>" ('%d' formats exactly below 2^63), expiring when the
- * key is full again (then absent == fresh). Per request the script reads one short string: a flood
- * from one address costs one read and one write of its keys per batch, not per request. */
+ *   ARGV[3u+1 ...]       one string per run of requests over the same keys: a count byte c, then the
+ *                        indexes of its keys, one byte each, 0-based
+ * A run stands for c requests in a row: they arrived in the same loop iteration and are evaluated at the
+ * same instant, so this is one valid order of them, and the first n of them are admitted where n =
+ * min(c, floor((tau - d) / window) over its keys) (gw_gcra_run_admits): what c separate calls would do,
+ * for the cost of one. One TIME and one MGET for the whole batch, then each run in order, all or nothing
+ * over its policies (a clamped state is repaired even when refused), and at the end one SET per key
+ * that changed. Returns {d..., now_ms}: for each run, for each of its keys in order, d = max(tat - now,
+ * 0) in 1/L ms, clamped to tau, before its first request; the caller derives every request's d, verdict
+ * and numbers with gw_gcra_run_admits() and gw_gcra_results(), the code the pure gw_gcra_all() uses.
+ * Lua numbers are doubles: every value stays an integer < 2^52 (see gw_gcra_params_ok), so +, -, *,
+ * floor(a/b), a%b and ceil(a/b) are exact and match the C code. State: "<tat_ms>:<tat_frac>" ('%d'
+ * formats exactly below 2^63), expiring when the key is full again (then absent == fresh). A flood from
+ * one address costs one read and one write of its keys per batch, not per request. */
 const char gw_ratelimit_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
@@ -177,9 +196,9 @@ const char gw_ratelimit_lua[] =
     "local r, o, d, c, seen, order, nd = {}, 0, {}, {}, {}, {}, 0\n"
     "for a = 3 * nk + 1, #ARGV do\n"
     "  local s = ARGV[a]\n"
-    "  local m, ok = #s, true\n"
+    "  local m, n = #s - 1, byte(s, 1)\n"
     "  for j = 1, m do\n"
-    "    local k = byte(s, j) + 1\n"
+    "    local k = byte(s, j + 1) + 1\n"
     "    local x, tm, cl = 0, ms[k], false\n"
     "    if tm then\n"
     "      local dm = tm - now\n"
@@ -192,12 +211,13 @@ const char gw_ratelimit_lua[] =
     "    end\n"
     "    d[j], c[j] = x, cl\n"
     "    r[o + j] = x\n"
-    "    if x + W[k] > tau[k] then ok = false end\n"
+    "    local q = floor((tau[k] - x) / W[k])\n"
+    "    if q < n then n = q end\n"
     "  end\n"
     "  for j = 1, m do\n"
-    "    if ok or c[j] then\n"
-    "      local k, x = byte(s, j) + 1, d[j]\n"
-    "      if ok then x = x + W[k] end\n"
+    "    if n > 0 or c[j] then\n"
+    "      local k = byte(s, j + 1) + 1\n"
+    "      local x = d[j] + n * W[k]\n"
     "      local q = floor(x / L[k])\n"
     "      ms[k], fr[k], ttl[k] = now + q, x - q * L[k], q + (x > q * L[k] and 1 or 0)\n"
     "      if not seen[k] then\n"
@@ -524,11 +544,21 @@ struct st_rl_batch_t {
     h2o_linklist_t link; /* ctx->open, ctx->sent or ctx->spare */
     unsigned slot;
     gw_store_req_t *req; /* non-NULL once sent, until the reply */
-    size_t nent, nkeys, used;
+    size_t nent, nkeys, used, nruns;
     struct {
         rl_sub_t *sub; /* NULL once cancelled */
-        uint8_t m;     /* policies sent for it (0: not sent) */
+        uint8_t run;   /* in runs[] */
+        uint8_t pos;   /* its place in the run (set when sent) */
     } ent[BATCH_REQS];
+    struct {
+        uint8_t count; /* requests sent in it (0: none) */
+        uint8_t m;
+        uint8_t kidx[GW_RATELIMIT_MAX_POLICIES]; /* its keys, into keys[] */
+        uint16_t off;                            /* of its values in the reply */
+        uint64_t admits;                         /* from the reply: how many of its requests were admitted */
+    } runs[BATCH_REQS];                          /* the requests over the same keys (see gw_ratelimit_lua) */
+    uint8_t runarg[BATCH_REQS][1 + GW_RATELIMIT_MAX_POLICIES]; /* as sent: count, key indexes */
+
     struct {
         uint64_t h;
         uint16_t off, len;
@@ -790,31 +820,52 @@ static void batch_release(rl_batch_t *b)
     }
 }
 
+/* the policies of run R of batch B, for gw_gcra_results */
+static void run_policies(const rl_batch_t *b, size_t r, gw_gcra_policy_t *gp)
+{
+    for (size_t k = 0; k != b->runs[r].m; ++k) {
+        const gw_ratelimit_conf_t *p = b->keys[b->runs[r].kidx[k]].policy;
+        gp[k] = (gw_gcra_policy_t){p->limit, p->window_ms, p->burst};
+    }
+}
+
 static void on_batch_reply(void *data, const redisReply *reply, const char *err)
 {
     rl_batch_t *b = data;
     int64_t now = (int64_t)h2o_now(b->ctx->loop);
     size_t total = 0;
+    gw_gcra_policy_t gp[GW_RATELIMIT_MAX_POLICIES];
+    uint64_t d[GW_RATELIMIT_MAX_POLICIES];
 
     b->req = NULL;
-    for (size_t i = 0; i != b->nent; ++i)
-        total += b->ent[i].m;
+    for (size_t r = 0; r != b->nruns; ++r)
+        if (b->runs[r].count != 0)
+            total += b->runs[r].m;
     int ok = err == NULL && reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == total + 1;
     for (size_t i = 0; ok && i != total + 1; ++i)
         if (reply->element[i]->type != REDIS_REPLY_INTEGER || reply->element[i]->integer < 0)
             ok = 0;
-    size_t off = 0;
+    for (size_t r = 0; ok && r != b->nruns; ++r) {
+        if (b->runs[r].count == 0)
+            continue;
+        run_policies(b, r, gp);
+        for (size_t k = 0; k != b->runs[r].m; ++k)
+            d[k] = (uint64_t)reply->element[b->runs[r].off + k]->integer;
+        b->runs[r].admits = gw_gcra_run_admits(b->runs[r].m, gp, d, b->runs[r].count);
+    }
     for (size_t i = 0; i != b->nent; ++i) { /* re-read every entry: a callback may cancel a later one */
         rl_sub_t *sub = b->ent[i].sub;
-        size_t m = b->ent[i].m;
-        if (sub != NULL && m != 0) {
-            uint64_t d[GW_RATELIMIT_MAX_POLICIES];
-            for (size_t k = 0; ok && k != m; ++k)
-                d[k] = (uint64_t)reply->element[off + k]->integer;
-            b->ent[i].sub = NULL;
-            sub_done(sub, ok ? d : NULL, now);
+        if (sub == NULL)
+            continue;
+        b->ent[i].sub = NULL;
+        if (ok) { /* its values: its run's, after the admissions of the requests before it in the run */
+            size_t r = b->ent[i].run;
+            uint64_t before = b->ent[i].pos < b->runs[r].admits ? b->ent[i].pos : b->runs[r].admits;
+            run_policies(b, r, gp);
+            for (size_t k = 0; k != b->runs[r].m; ++k)
+                d[k] = (uint64_t)reply->element[b->runs[r].off + k]->integer + before * gp[k].window_ms;
         }
-        off += m;
+        sub_done(sub, ok ? d : NULL, now);
     }
     batch_release(b);
 }
@@ -824,7 +875,7 @@ static void batch_send(rl_batch_t *b)
 {
     gw_ratelimit_ctx_t *ctx = b->ctx;
     const char **args = ctx->args;
-    size_t *lens = ctx->lens, na = 0, nsent = 0;
+    size_t *lens = ctx->lens, na = 0, nsent = 0, off = 0;
 
     h2o_linklist_unlink(&b->link);
     --ctx->num_open;
@@ -841,13 +892,20 @@ static void batch_send(rl_batch_t *b)
             ++na;
         }
     }
-    for (size_t i = 0; i != b->nent; ++i) {
-        rl_sub_t *sub = b->ent[i].sub;
-        if (sub == NULL)
+    for (size_t r = 0; r != b->nruns; ++r)
+        b->runs[r].count = 0;
+    for (size_t i = 0; i != b->nent; ++i) /* the requests still wanted, in order within their runs */
+        if (b->ent[i].sub != NULL)
+            b->ent[i].pos = b->runs[b->ent[i].run].count++;
+    for (size_t r = 0; r != b->nruns; ++r) {
+        if (b->runs[r].count == 0)
             continue;
-        args[na] = (const char *)sub->kidx; /* the key indexes, one byte each */
-        lens[na++] = sub->n;
-        b->ent[i].m = sub->n;
+        b->runarg[r][0] = b->runs[r].count;
+        memcpy(&b->runarg[r][1], b->runs[r].kidx, b->runs[r].m);
+        args[na] = (const char *)b->runarg[r];
+        lens[na++] = 1 + (size_t)b->runs[r].m;
+        b->runs[r].off = (uint16_t)off;
+        off += b->runs[r].m;
         ++nsent;
     }
     h2o_linklist_insert(&ctx->sent, &b->link);
@@ -896,7 +954,7 @@ static rl_batch_t *batch_for(gw_ratelimit_ctx_t *ctx, unsigned slot, size_t n, s
     b->ctx = ctx;
     b->slot = slot;
     b->req = NULL;
-    b->nent = b->nkeys = b->used = 0;
+    b->nent = b->nkeys = b->used = b->nruns = 0;
     h2o_linklist_insert(&ctx->open, &b->link);
     ++ctx->num_open;
     if (!h2o_timeout_is_linked(&ctx->flush_entry))
@@ -928,11 +986,20 @@ static void batch_add(gw_ratelimit_ctx_t *ctx, rl_sub_t *sub, unsigned slot, cha
         }
         sub->kidx[k] = (uint8_t)j;
     }
+    size_t r = 0; /* its run: the requests of this batch over the same keys */
+    while (r != b->nruns && !(b->runs[r].m == sub->n && memcmp(b->runs[r].kidx, sub->kidx, sub->n) == 0))
+        ++r;
+    if (r == b->nruns) {
+        memcpy(b->runs[r].kidx, sub->kidx, sub->n);
+        b->runs[r].m = sub->n;
+        ++b->nruns;
+    }
     sub->batch = b;
     sub->pos = (uint16_t)b->nent;
     b->ent[b->nent].sub = sub;
-    b->ent[b->nent].m = 0;
+    b->ent[b->nent].run = (uint8_t)r;
     ++b->nent;
+
 }
 
 gw_ratelimit_check_t *gw_ratelimit_check(gw_ratelimit_ctx_t *ctx, const gw_ratelimit_conf_t *const *policies,

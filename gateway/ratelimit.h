@@ -87,9 +87,15 @@ int gw_gcra_results(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, gw_g
 /* ceil(ms / 1000): whole seconds for the RateLimit "t" and Retry-After */
 uint64_t gw_ratelimit_seconds(uint64_t ms);
 
+/* How many of COUNT identical requests in a row (the same N policies, all at the same instant, states
+ * D[i] as gw_gcra_results takes them before the first) are admitted: the first ones, until one policy
+ * is full; request j (0-based) then sees D[i] + min(j, admitted) * window_ms[i]. 0 if some D[i] > tau. */
+uint64_t gw_gcra_run_admits(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, uint64_t count);
+
 /* The Lua version, for a batch of requests: KEYS = their u distinct state keys (one slot), ARGV =
- * limit, window_ms, burst of each key (3u), then one string per request holding the 0-based indexes
- * of its keys, one byte each. Returns each request's values d (one per key, in its order), then
+ * limit, window_ms, burst of each key (3u), then one string per RUN of identical requests: a count
+ * byte (1..255), then the 0-based indexes of the run's keys, one byte each. Returns each run's values d
+ * before its first request (one per key, in its order; see gw_gcra_run_admits for the others), then
  * now_ms (Redis TIME); see gw_gcra_results. */
 extern const char gw_ratelimit_lua[];
 

@@ -386,7 +386,7 @@ static void evalsha_n(gw_store_t *s, res_t *r, size_t n, const char *const *keys
 {
     const char *args[5 * GW_RATELIMIT_MAX_POLICIES];
     size_t lens[5 * GW_RATELIMIT_MAX_POLICIES];
-    char nums[3 * GW_RATELIMIT_MAX_POLICIES][24], idx[GW_RATELIMIT_MAX_POLICIES];
+    char nums[3 * GW_RATELIMIT_MAX_POLICIES][24], idx[1 + GW_RATELIMIT_MAX_POLICIES];
     size_t na = 0, nn = 0;
     for (size_t i = 0; i != n; ++i) {
         args[na] = keys[i];
@@ -398,10 +398,11 @@ static void evalsha_n(gw_store_t *s, res_t *r, size_t n, const char *const *keys
             lens[na] = (size_t)snprintf(nums[nn], 24, "%llu", (unsigned long long)vals[j]);
             args[na++] = nums[nn++];
         }
-        idx[i] = (char)i; /* the request uses every key, in order (index 0 is a NUL byte: binary-safe) */
+        idx[1 + i] = (char)i; /* the request uses every key, in order (index 0 is a NUL byte: binary-safe) */
     }
+    idx[0] = 1; /* a run of one request */
     args[na] = idx;
-    lens[na++] = n;
+    lens[na++] = 1 + n;
     memset(r, 0, sizeof(*r));
     gw_store_evalsha(s, &lua, collect, r, (int)n, (int)na, args, lens);
     assert_int_equal(r->calls, 0);
@@ -542,7 +543,7 @@ static void test_lua_matches_pure(void **state)
         const size_t nreq = sizeof(uses) / sizeof(uses[0]);
         const char *args[2 + 6 + 14];
         size_t lens[2 + 6 + 14];
-        char nums[6][24], reqs[14][2];
+        char nums[6][24], reqs[14][3];
         size_t na = 0, nd = 0;
         args[na] = k3;
         lens[na++] = strlen(k3);
@@ -557,11 +558,12 @@ static void test_lua_matches_pure(void **state)
         }
         for (size_t q = 0; q != nreq; ++q) {
             size_t m = 0;
+            reqs[q][0] = 1; /* a run of one request each */
             for (size_t k = 0; k != 2; ++k)
                 if (uses[q] & (1 << k))
-                    reqs[q][m++] = (char)k;
+                    reqs[q][1 + m++] = (char)k;
             args[na] = reqs[q];
-            lens[na++] = m;
+            lens[na++] = 1 + m;
             nd += m;
         }
         memset(&r, 0, sizeof(r));
@@ -605,6 +607,101 @@ static void test_lua_matches_pure(void **state)
             sync_cmd(s, &r, 1, "GET", bk[k], NULL, NULL);
             assert_string_equal(r.str, expect);
         }
+    }
+    /* runs: c identical requests sent once (a count byte before the key indexes); Redis answers d before
+     * each run's first request, and every request of the run, derived with gw_gcra_run_admits, gets the
+     * verdict and numbers of c separate calls in a row. A run stopped midway by one of its keys, a run
+     * refused outright, and a run over a state far ahead (clamped, repaired though refused). */
+    {
+        const char *rk[] = {k3, k4, k1};
+        gw_gcra_policy_t rp[] = {{4, 3600000, 4}, {6, 3600000, 6}, {5, 3600000, 10}};
+        sync_cmd(s, &r, 1, "DEL", k3, NULL, NULL);
+        sync_cmd(s, &r, 1, "DEL", k4, NULL, NULL);
+        sync_cmd(s, &r, 1, "SET", k1, "99999999999999:0", NULL);
+        static const struct {
+            int count, uses; /* bit k: key rk[k] */
+        } runs[] = {{3, 2}, {5, 3}, {2, 2}, {1, 1}, {3, 4}, {60, 1}};
+        const size_t nruns = sizeof(runs) / sizeof(runs[0]);
+        const char *args[3 + 9 + 6];
+        size_t lens[3 + 9 + 6], na = 0, nd = 0;
+        char nums[9][24], rs[6][4];
+        for (size_t k = 0; k != 3; ++k) {
+            args[na] = rk[k];
+            lens[na++] = strlen(rk[k]);
+        }
+        for (size_t k = 0; k != 3; ++k) {
+            const unsigned long long vals[3] = {rp[k].limit, rp[k].window_ms, rp[k].burst};
+            for (size_t j = 0; j != 3; ++j) {
+                lens[na] = (size_t)snprintf(nums[3 * k + j], 24, "%llu", vals[j]);
+                args[na++] = nums[3 * k + j];
+            }
+        }
+        for (size_t q = 0; q != nruns; ++q) {
+            size_t m = 0;
+            rs[q][0] = (char)runs[q].count;
+            for (size_t k = 0; k != 3; ++k)
+                if (runs[q].uses & (1 << k))
+                    rs[q][1 + m++] = (char)k;
+            args[na] = rs[q];
+            lens[na++] = 1 + m;
+            nd += m;
+        }
+        memset(&r, 0, sizeof(r));
+        gw_store_evalsha(s, &lua, collect, &r, 3, (int)na, args, lens);
+        assert_true(run_until(&r.done, 3000));
+        assert_null(r.err);
+        assert_int_equal(r.elements, nd + 1);
+        int64_t rnow = r.ints[nd];
+        gw_gcra_state_t rst[3] = {{0, 0}, {0, 0}, {99999999999999LL, 0}};
+        size_t off = 0, admitted[6] = {0};
+        for (size_t q = 0; q != nruns; ++q) {
+            gw_gcra_policy_t qp[3];
+            size_t m = 0, which[3];
+            uint64_t d0[3];
+            for (size_t k = 0; k != 3; ++k)
+                if (runs[q].uses & (1 << k)) {
+                    which[m] = k;
+                    qp[m] = rp[k];
+                    d0[m] = (uint64_t)r.ints[off + m];
+                    ++m;
+                }
+            uint64_t admits = gw_gcra_run_admits(m, qp, d0, (uint64_t)runs[q].count);
+            for (int j = 0; j != runs[q].count; ++j) { /* request j of the run, against separate C calls */
+                gw_gcra_state_t qs[3];
+                gw_gcra_result_t g[3], gl[3];
+                uint64_t d[3];
+                for (size_t i = 0; i != m; ++i) {
+                    qs[i] = rst[which[i]];
+                    d[i] = d0[i] + ((uint64_t)j < admits ? (uint64_t)j : admits) * qp[i].window_ms;
+                }
+                int all = gw_gcra_all(m, qp, rnow, qs, g);
+                assert_int_equal(gw_gcra_results(m, qp, d, gl), all);
+                for (size_t i = 0; i != m; ++i) {
+                    assert_int_equal(gl[i].allowed, g[i].allowed);
+                    assert_int_equal(gl[i].remaining, g[i].remaining);
+                    assert_int_equal(gl[i].reset_ms, g[i].reset_ms);
+                    assert_int_equal(gl[i].retry_after_ms, g[i].retry_after_ms);
+                    rst[which[i]] = qs[i];
+                }
+                admitted[q] += all == 1;
+            }
+            assert_int_equal(admitted[q], admits);
+            off += m;
+        }
+        /* k4 admits 3 of the first run, then 3 of the second (k3 alone would take 4), none of the third */
+        assert_int_equal(admitted[0], 3);
+        assert_int_equal(admitted[1], 3);
+        assert_int_equal(admitted[2], 0);
+        assert_int_equal(admitted[3], 1); /* k3's last */
+        assert_int_equal(admitted[4], 0); /* clamped */
+        assert_int_equal(admitted[5], 0);
+        for (size_t k = 0; k != 3; ++k) { /* Redis holds the C states, bit for bit (k1: repaired) */
+            char expect[64];
+            snprintf(expect, sizeof(expect), "%lld:%llu", (long long)rst[k].tat_ms, (unsigned long long)rst[k].tat_frac);
+            sync_cmd(s, &r, 1, "GET", rk[k], NULL, NULL);
+            assert_string_equal(r.str, expect);
+        }
+        assert_true(rst[2].tat_ms < 99999999999999LL);
     }
     /* NOSCRIPT: the script cache is flushed behind our back; EVAL takes over, once */
     sync_cmd(s, &r, 1, "DEL", k1, NULL, NULL);

@@ -178,7 +178,7 @@ def cmd_table(d):
         if measured:
             r = dict(measured[(len(measured) - 1) // 2])  # median (lower middle) by req/s
             if len(measured) > 1:
-                r["note"] = ("median of %d rounds (%s–%s req/s)%s" % (
+                r["note"] = ("median of %d runs (%s–%s req/s)%s" % (
                     len(measured), fmt_rps(f(measured[0]["rps"])), fmt_rps(f(measured[-1]["rps"])),
                     "; " + r["note"] if r["note"] else ""))
         else:
@@ -213,7 +213,7 @@ def cmd_table(d):
     out.append("server CPU µs/req = CPU time (user + system) of the server under test's process per request "
                "during the measured run: the least load-sensitive column (the back end itself for the direct rows). "
                "With several rounds each row shows its median round, and each target line the median of the "
-               "comparisons made within each round. "
+               "comparisons made within each round (the issue-4 pair: within each of its BENCH_PAIRS pairs per round). "
                "core0 = the server under test's core, core1 = h2load + back end (busy %, 100 = one full core); "
                "other CPU = the machine's busy time not spent by the bench's own processes or kernel threads (other users' work), "
                "in % of one core, during the measured run. A TLS cipher in the note = the server chose it over "
@@ -245,7 +245,7 @@ def cmd_table(d):
             return None
 
         for label, kind, an, ap, bn, bp, op, val in targets:
-            val = f(val)
+            val = None if op == "info" else f(val)
             unit = {"rps_ratio": "×", "p99_ratio": "×", "p99_added_ms": " ms", "rps": " req/s", "ok_rps": " req/s"}.get(kind)
             if unit is None:
                 out.append("- %s: unknown kind %s" % (label, kind))
@@ -255,12 +255,16 @@ def cmd_table(d):
             if multi:  # the same comparison within each round (same machine state), then the median
                 vs = [value(kind, rr.get((an, ap)), rr.get((bn, bp))) for _, rr in sorted(by_round.items())]
                 vs = [x for x in vs if x is not None]
-                v = sorted(vs)[(len(vs) - 1) // 2] if vs else None
-                extra = " — median of rounds: %s" % ", ".join(show(x) for x in vs) if vs else ""
+                # the median; of an even count, the middle value on the target's unfavourable side
+                v = sorted(vs)[(len(vs) - 1) // 2 if op == ">=" else len(vs) // 2] if vs else None
+                extra = " — median of %d comparisons: %s" % (len(vs), ", ".join(show(x) for x in vs)) if vs else ""
             else:
                 v = value(kind, rows.get((an, ap)), rows.get((bn, bp)))
             if v is None:
                 out.append("- %s: not measured" % label)
+                continue
+            if op == "info":  # a number for reference, no target
+                out.append("- %s: %s%s%s" % (label, show(v), unit, extra))
                 continue
             ok = v >= val if op == ">=" else v <= val
             out.append("- %s: %s%s (target %s %s%s) %s%s" % (

@@ -309,6 +309,18 @@ static void app_bytes(appender_t *a, const char *s, size_t n)
 
 static void app_sfstring(appender_t *a, const char *s)
 {
+    size_t n = 0; /* the usual name needs no escape: one copy */
+    while (s[n] != '\0' && s[n] != '"' && s[n] != '\\' && (unsigned char)s[n] >= 0x20 && (unsigned char)s[n] <= 0x7e)
+        ++n;
+    if (s[n] == '\0' && !a->overflow && a->len + n + 3 <= a->cap) {
+        char *p = a->buf + a->len;
+        *p++ = '"';
+        memcpy(p, s, n);
+        p[n] = '"';
+        p[n + 1] = '\0';
+        a->len += n + 2;
+        return;
+    }
     app_bytes(a, "\"", 1);
     for (; *s != '\0'; ++s) {
         char c = *s;

@@ -36,7 +36,9 @@
 
 int gw_gcra_params_ok(uint64_t limit, uint64_t window_ms, uint64_t burst)
 {
-    return limit > 0 && window_ms > 0 && burst > 0 && limit <= GW_GCRA_MAX && burst <= GW_GCRA_MAX / window_ms;
+    uint64_t tau; /* burst * window_ms without a division: this runs several times per request */
+    return limit > 0 && window_ms > 0 && burst > 0 && limit <= GW_GCRA_MAX && !__builtin_mul_overflow(burst, window_ms, &tau) &&
+           tau <= GW_GCRA_MAX;
 }
 
 static uint64_t ceil_div(uint64_t a, uint64_t b)
@@ -333,13 +335,24 @@ static void app_sfstring(appender_t *a, const char *s)
     app_bytes(a, "\"", 1);
 }
 
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                    "8081828384858687888990919293949596979899";
+
 static void app_param(appender_t *a, char name, uint64_t v)
 {
     char tmp[24], *p = tmp + sizeof(tmp);
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
+    while (v >= 100) { /* two digits per division */
+        p -= 2;
+        memcpy(p, digit_pairs + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, digit_pairs + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
     *--p = '=';
     *--p = name;
     *--p = ';';
@@ -440,7 +453,8 @@ static rl_entry_t *table_claim(rl_table_t *t, uint64_t h, int64_t now)
     return victim;
 }
 
-/* SipHash-2-4: the tables are indexed by attacker-chosen strings (addresses, ids) */
+/* SipHash-1-3 (as Python's and Rust's hash tables use): the tables are indexed by attacker-chosen
+ * strings (addresses, ids), under a random key per process */
 static uint64_t sip_key[2];
 static pthread_once_t sip_once = PTHREAD_ONCE_INIT;
 
@@ -484,17 +498,14 @@ static uint64_t siphash(uint64_t k0, uint64_t k1, const void *data, size_t len)
         memcpy(&m, in + i, 8); /* little-endian hosts; the value only indexes our own tables */
         v3 ^= m;
         SIPROUND;
-        SIPROUND;
         v0 ^= m;
     }
     for (size_t j = 0; i + j < len; ++j)
         b |= (uint64_t)in[i + j] << (8 * j);
     v3 ^= b;
     SIPROUND;
-    SIPROUND;
     v0 ^= b;
     v2 ^= 0xff;
-    SIPROUND;
     SIPROUND;
     SIPROUND;
     SIPROUND;

@@ -389,6 +389,18 @@ static void test_header_state(void **state)
     assert_string_equal(buf, "\"per-user\";r=7;t=1, \"login\";r=0;t=42");
     assert_int_equal(gw_ratelimit_format_state(buf, sizeof(buf), &r[1], 1), 0);
     assert_int_equal(gw_ratelimit_format_state(buf, 5, r, 3), 0);
+    /* numbers at every digit boundary, against printf */
+    static const uint64_t nums[] = {0, 9, 10, 99, 100, 101, 999, 1000, 12345, 99999999, 100000000, 5999999999ull,
+                                    18446744073709551615ull};
+    for (size_t i = 0; i != sizeof(nums) / sizeof(nums[0]); ++i) {
+        char expect[128];
+        r[0].remaining = nums[i];
+        r[0].reset_s = nums[(i + 5) % (sizeof(nums) / sizeof(nums[0]))];
+        snprintf(expect, sizeof(expect), "\"per-user\";r=%llu;t=%llu", (unsigned long long)r[0].remaining,
+                 (unsigned long long)r[0].reset_s);
+        gw_ratelimit_format_state(buf, sizeof(buf), r, 1);
+        assert_string_equal(buf, expect);
+    }
 }
 
 /* ---- runtime without a store: the on_store_down modes ----------------------------------------------- */

@@ -466,6 +466,96 @@ static void replay(res_t *r, uint64_t l, uint64_t w, uint64_t b, gw_gcra_state_t
     assert_int_equal(gl.retry_after_ms, g.retry_after_ms);
 }
 
+/* One script call over NK keys (one slot) with their policies P, for NRUNS runs: COUNT[q] identical
+ * requests over the keys whose bits are set in USES[q]. Then every request of every run, with its d
+ * derived as the gateway does (gw_gcra_run_admits), against separate gw_gcra_all calls in order on
+ * Redis' clock: same verdicts, same numbers. ST: the C states before (updated); ADMITTED[q]: per run. */
+static void eval_runs(gw_store_t *s, size_t nk, const char *const *keys, const gw_gcra_policy_t *p, size_t nruns,
+                      const int *count, const int *uses, gw_gcra_state_t *st, size_t *admitted)
+{
+    enum { MAXK = 3, MAXR = 16 };
+    const char *args[MAXK + 3 * MAXK + MAXR];
+    size_t lens[MAXK + 3 * MAXK + MAXR], na = 0, nd = 0;
+    char nums[3 * MAXK][24], rs[MAXR][1 + MAXK];
+    res_t r;
+    assert_true(nk <= MAXK && nruns <= MAXR);
+    for (size_t k = 0; k != nk; ++k) {
+        args[na] = keys[k];
+        lens[na++] = strlen(keys[k]);
+    }
+    for (size_t k = 0; k != nk; ++k) {
+        const unsigned long long vals[3] = {p[k].limit, p[k].window_ms, p[k].burst};
+        for (size_t j = 0; j != 3; ++j) {
+            lens[na] = (size_t)snprintf(nums[3 * k + j], 24, "%llu", vals[j]);
+            args[na++] = nums[3 * k + j];
+        }
+    }
+    for (size_t q = 0; q != nruns; ++q) {
+        size_t m = 0;
+        rs[q][0] = (char)count[q];
+        for (size_t k = 0; k != nk; ++k)
+            if (uses[q] & (1 << k))
+                rs[q][1 + m++] = (char)k;
+        args[na] = rs[q];
+        lens[na++] = 1 + m;
+        nd += m;
+    }
+    memset(&r, 0, sizeof(r));
+    gw_store_evalsha(s, &lua, collect, &r, (int)nk, (int)na, args, lens);
+    assert_true(run_until(&r.done, 3000));
+    assert_null(r.err);
+    assert_int_equal(r.elements, nd + 1);
+    int64_t now = r.ints[nd];
+    size_t off = 0;
+    for (size_t q = 0; q != nruns; ++q) {
+        gw_gcra_policy_t qp[MAXK];
+        size_t m = 0, which[MAXK];
+        uint64_t d0[MAXK];
+        for (size_t k = 0; k != nk; ++k)
+            if (uses[q] & (1 << k)) {
+                which[m] = k;
+                qp[m] = p[k];
+                d0[m] = (uint64_t)r.ints[off + m];
+                ++m;
+            }
+        uint64_t admits = gw_gcra_run_admits(m, qp, d0, (uint64_t)count[q]);
+        admitted[q] = 0;
+        for (int j = 0; j != count[q]; ++j) { /* request j of the run */
+            gw_gcra_state_t qs[MAXK];
+            gw_gcra_result_t g[MAXK], gl[MAXK];
+            uint64_t d[MAXK];
+            for (size_t i = 0; i != m; ++i) {
+                qs[i] = st[which[i]];
+                d[i] = d0[i] + ((uint64_t)j < admits ? (uint64_t)j : admits) * qp[i].window_ms;
+            }
+            int all = gw_gcra_all(m, qp, now, qs, g);
+            assert_int_equal(gw_gcra_results(m, qp, d, gl), all);
+            for (size_t i = 0; i != m; ++i) {
+                assert_int_equal(gl[i].allowed, g[i].allowed);
+                assert_int_equal(gl[i].remaining, g[i].remaining);
+                assert_int_equal(gl[i].reset_ms, g[i].reset_ms);
+                assert_int_equal(gl[i].retry_after_ms, g[i].retry_after_ms);
+                st[which[i]] = qs[i];
+            }
+            admitted[q] += all == 1;
+        }
+        assert_int_equal(admitted[q], admits);
+        off += m;
+    }
+}
+
+/* Redis holds the C states KEYS[0..n) = ST, bit for bit */
+static void assert_states(gw_store_t *s, size_t n, const char *const *keys, const gw_gcra_state_t *st)
+{
+    for (size_t k = 0; k != n; ++k) {
+        char expect[64];
+        res_t r;
+        snprintf(expect, sizeof(expect), "%lld:%llu", (long long)st[k].tat_ms, (unsigned long long)st[k].tat_frac);
+        sync_cmd(s, &r, 1, "GET", keys[k], NULL, NULL);
+        assert_string_equal(r.str, expect);
+    }
+}
+
 static void test_lua_matches_pure(void **state)
 {
     gw_store_t *s = store_new(main_url, 1000);
@@ -538,75 +628,16 @@ static void test_lua_matches_pure(void **state)
         gw_gcra_policy_t bp[] = {{4, 3600000, 4}, {6, 3600000, 6}};
         sync_cmd(s, &r, 1, "DEL", k3, NULL, NULL);
         sync_cmd(s, &r, 1, "DEL", k4, NULL, NULL);
-        /* requests: which keys each uses (bit 0: k3, bit 1: k4) */
-        static const int uses[] = {1, 3, 2, 3, 3, 1, 2, 3, 3, 2, 2, 1, 3, 2};
-        const size_t nreq = sizeof(uses) / sizeof(uses[0]);
-        const char *args[2 + 6 + 14];
-        size_t lens[2 + 6 + 14];
-        char nums[6][24], reqs[14][3];
-        size_t na = 0, nd = 0;
-        args[na] = k3;
-        lens[na++] = strlen(k3);
-        args[na] = k4;
-        lens[na++] = strlen(k4);
-        for (size_t k = 0; k != 2; ++k) {
-            const unsigned long long vals[3] = {bp[k].limit, bp[k].window_ms, bp[k].burst};
-            for (size_t j = 0; j != 3; ++j) {
-                lens[na] = (size_t)snprintf(nums[3 * k + j], 24, "%llu", vals[j]);
-                args[na++] = nums[3 * k + j];
-            }
-        }
-        for (size_t q = 0; q != nreq; ++q) {
-            size_t m = 0;
-            reqs[q][0] = 1; /* a run of one request each */
-            for (size_t k = 0; k != 2; ++k)
-                if (uses[q] & (1 << k))
-                    reqs[q][1 + m++] = (char)k;
-            args[na] = reqs[q];
-            lens[na++] = 1 + m;
-            nd += m;
-        }
-        memset(&r, 0, sizeof(r));
-        gw_store_evalsha(s, &lua, collect, &r, 2, (int)na, args, lens);
-        assert_true(run_until(&r.done, 3000));
-        assert_null(r.err);
-        assert_int_equal(r.elements, nd + 1);
-        int64_t bnow = r.ints[nd];
+        /* requests (runs of one each): which keys each uses (bit 0: k3, bit 1: k4) */
+        static const int uses[] = {1, 3, 2, 3, 3, 1, 2, 3, 3, 2, 2, 1, 3, 2}, ones[14] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
         gw_gcra_state_t bst[2] = {{0, 0}, {0, 0}};
-        size_t off = 0, admitted = 0;
-        for (size_t q = 0; q != nreq; ++q) {
-            gw_gcra_policy_t qp[2];
-            gw_gcra_state_t qs[2];
-            gw_gcra_result_t g[2], gl[2];
-            uint64_t d[2];
-            size_t m = 0, which[2];
-            for (size_t k = 0; k != 2; ++k)
-                if (uses[q] & (1 << k)) {
-                    which[m] = k;
-                    qp[m] = bp[k];
-                    qs[m] = bst[k];
-                    d[m] = (uint64_t)r.ints[off + m];
-                    ++m;
-                }
-            int all = gw_gcra_all(m, qp, bnow, qs, g);
-            assert_int_equal(gw_gcra_results(m, qp, d, gl), all);
-            for (size_t j = 0; j != m; ++j) {
-                assert_int_equal(gl[j].allowed, g[j].allowed);
-                assert_int_equal(gl[j].remaining, g[j].remaining);
-                assert_int_equal(gl[j].retry_after_ms, g[j].retry_after_ms);
-                bst[which[j]] = qs[j];
-            }
-            admitted += all == 1;
-            off += m;
-        }
+        size_t admitted[14], total = 0;
+        eval_runs(s, 2, bk, bp, 14, ones, uses, bst, admitted);
+        for (size_t q = 0; q != 14; ++q)
+            total += admitted[q];
         /* k3 allows 4, k4 allows 6; the two-key requests consume both or neither */
-        assert_int_equal(admitted, 7);
-        for (size_t k = 0; k != 2; ++k) {
-            char expect[64];
-            snprintf(expect, sizeof(expect), "%lld:%llu", (long long)bst[k].tat_ms, (unsigned long long)bst[k].tat_frac);
-            sync_cmd(s, &r, 1, "GET", bk[k], NULL, NULL);
-            assert_string_equal(r.str, expect);
-        }
+        assert_int_equal(total, 7);
+        assert_states(s, 2, bk, bst);
     }
     /* runs: c identical requests sent once (a count byte before the key indexes); Redis answers d before
      * each run's first request, and every request of the run, derived with gw_gcra_run_admits, gets the
@@ -618,76 +649,10 @@ static void test_lua_matches_pure(void **state)
         sync_cmd(s, &r, 1, "DEL", k3, NULL, NULL);
         sync_cmd(s, &r, 1, "DEL", k4, NULL, NULL);
         sync_cmd(s, &r, 1, "SET", k1, "99999999999999:0", NULL);
-        static const struct {
-            int count, uses; /* bit k: key rk[k] */
-        } runs[] = {{3, 2}, {5, 3}, {2, 2}, {1, 1}, {3, 4}, {60, 1}};
-        const size_t nruns = sizeof(runs) / sizeof(runs[0]);
-        const char *args[3 + 9 + 6];
-        size_t lens[3 + 9 + 6], na = 0, nd = 0;
-        char nums[9][24], rs[6][4];
-        for (size_t k = 0; k != 3; ++k) {
-            args[na] = rk[k];
-            lens[na++] = strlen(rk[k]);
-        }
-        for (size_t k = 0; k != 3; ++k) {
-            const unsigned long long vals[3] = {rp[k].limit, rp[k].window_ms, rp[k].burst};
-            for (size_t j = 0; j != 3; ++j) {
-                lens[na] = (size_t)snprintf(nums[3 * k + j], 24, "%llu", vals[j]);
-                args[na++] = nums[3 * k + j];
-            }
-        }
-        for (size_t q = 0; q != nruns; ++q) {
-            size_t m = 0;
-            rs[q][0] = (char)runs[q].count;
-            for (size_t k = 0; k != 3; ++k)
-                if (runs[q].uses & (1 << k))
-                    rs[q][1 + m++] = (char)k;
-            args[na] = rs[q];
-            lens[na++] = 1 + m;
-            nd += m;
-        }
-        memset(&r, 0, sizeof(r));
-        gw_store_evalsha(s, &lua, collect, &r, 3, (int)na, args, lens);
-        assert_true(run_until(&r.done, 3000));
-        assert_null(r.err);
-        assert_int_equal(r.elements, nd + 1);
-        int64_t rnow = r.ints[nd];
+        static const int count[] = {3, 5, 2, 1, 3, 60}, uses[] = {2, 3, 2, 1, 4, 1}; /* bit k: key rk[k] */
         gw_gcra_state_t rst[3] = {{0, 0}, {0, 0}, {99999999999999LL, 0}};
-        size_t off = 0, admitted[6] = {0};
-        for (size_t q = 0; q != nruns; ++q) {
-            gw_gcra_policy_t qp[3];
-            size_t m = 0, which[3];
-            uint64_t d0[3];
-            for (size_t k = 0; k != 3; ++k)
-                if (runs[q].uses & (1 << k)) {
-                    which[m] = k;
-                    qp[m] = rp[k];
-                    d0[m] = (uint64_t)r.ints[off + m];
-                    ++m;
-                }
-            uint64_t admits = gw_gcra_run_admits(m, qp, d0, (uint64_t)runs[q].count);
-            for (int j = 0; j != runs[q].count; ++j) { /* request j of the run, against separate C calls */
-                gw_gcra_state_t qs[3];
-                gw_gcra_result_t g[3], gl[3];
-                uint64_t d[3];
-                for (size_t i = 0; i != m; ++i) {
-                    qs[i] = rst[which[i]];
-                    d[i] = d0[i] + ((uint64_t)j < admits ? (uint64_t)j : admits) * qp[i].window_ms;
-                }
-                int all = gw_gcra_all(m, qp, rnow, qs, g);
-                assert_int_equal(gw_gcra_results(m, qp, d, gl), all);
-                for (size_t i = 0; i != m; ++i) {
-                    assert_int_equal(gl[i].allowed, g[i].allowed);
-                    assert_int_equal(gl[i].remaining, g[i].remaining);
-                    assert_int_equal(gl[i].reset_ms, g[i].reset_ms);
-                    assert_int_equal(gl[i].retry_after_ms, g[i].retry_after_ms);
-                    rst[which[i]] = qs[i];
-                }
-                admitted[q] += all == 1;
-            }
-            assert_int_equal(admitted[q], admits);
-            off += m;
-        }
+        size_t admitted[6];
+        eval_runs(s, 3, rk, rp, 6, count, uses, rst, admitted);
         /* k4 admits 3 of the first run, then 3 of the second (k3 alone would take 4), none of the third */
         assert_int_equal(admitted[0], 3);
         assert_int_equal(admitted[1], 3);
@@ -695,12 +660,7 @@ static void test_lua_matches_pure(void **state)
         assert_int_equal(admitted[3], 1); /* k3's last */
         assert_int_equal(admitted[4], 0); /* clamped */
         assert_int_equal(admitted[5], 0);
-        for (size_t k = 0; k != 3; ++k) { /* Redis holds the C states, bit for bit (k1: repaired) */
-            char expect[64];
-            snprintf(expect, sizeof(expect), "%lld:%llu", (long long)rst[k].tat_ms, (unsigned long long)rst[k].tat_frac);
-            sync_cmd(s, &r, 1, "GET", rk[k], NULL, NULL);
-            assert_string_equal(r.str, expect);
-        }
+        assert_states(s, 3, rk, rst); /* k1: repaired */
         assert_true(rst[2].tat_ms < 99999999999999LL);
     }
     /* NOSCRIPT: the script cache is flushed behind our back; EVAL takes over, once */

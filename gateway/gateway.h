@@ -60,6 +60,8 @@ typedef struct {
 /* An immutable, reference-counted configuration generation. */
 typedef struct {
     int refcnt;
+    unsigned serial;   /* 1 for the configuration started with, +1 per accepted reload */
+    unsigned switched; /* threads serving this generation so far (atomic) */
     gw_conf_t *conf;
     route_table_t *routes;
     gw_route_rt_t *rt;
@@ -109,6 +111,9 @@ h2o_socketpool_t *gw_thread_pool(gw_thread_t *thread, gw_target_t *target);
 
 /* 1 when the running configuration has token keys (any thread) */
 int gw_server_keys_loaded(void);
+/* the serial of the newest generation every thread has switched to: a reload is complete when this
+ * reaches its serial (any thread; /readyz and /metrics report it) */
+unsigned gw_server_generation(void);
 /* 1 when every thread's store connection is up (any thread) */
 int gw_server_store_up(void);
 /* Runs the gateway until SIGTERM/SIGINT. Returns the process exit code. */

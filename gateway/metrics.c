@@ -174,6 +174,9 @@ char *gw_metrics_render(size_t *len)
     pthread_mutex_lock(&mutex);
     unsigned n = num_slots;
 
+    sb_printf(&sb, "# HELP hegate_config_generation The configuration every thread serves: 1 at start, +1 per completed reload.\n"
+                   "# TYPE hegate_config_generation gauge\nhegate_config_generation %u\n",
+              gw_server_generation());
     sb_printf(&sb, "# HELP hegate_requests_total Requests answered, by route and status code.\n"
                    "# TYPE hegate_requests_total counter\n");
     for (unsigned s = 0; s != n; ++s)

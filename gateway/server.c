@@ -319,6 +319,7 @@ static struct {
     int admin_fd;
     pthread_t admin_tid;
     int keys_loaded; /* the newest generation has token keys (read by the admin thread) */
+    unsigned applied; /* serial of the newest generation every thread serves (atomic) */
 } server;
 
 static int open_listener(const char *host, uint16_t port, int reuseport)
@@ -404,6 +405,11 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
             gw_gen_t *old = thread->gen;
             thread->gen = msg->gen;
             gw_gen_release(old);
+            /* the last thread to switch completes the reload: from here every new request sees it */
+            if (__atomic_add_fetch(&thread->gen->switched, 1, __ATOMIC_ACQ_REL) == server.num_threads) {
+                gw_log("info", "reload %u complete: every thread serves the new configuration", thread->gen->serial);
+                __atomic_store_n(&server.applied, thread->gen->serial, __ATOMIC_RELEASE);
+            }
         }
         if (msg->stop && !thread->stopping) {
             thread->stopping = 1;
@@ -447,6 +453,11 @@ static void thread_init_store(gw_thread_t *thread)
 int gw_server_keys_loaded(void)
 {
     return __atomic_load_n(&server.keys_loaded, __ATOMIC_RELAXED);
+}
+
+unsigned gw_server_generation(void)
+{
+    return __atomic_load_n(&server.applied, __ATOMIC_ACQUIRE);
 }
 
 int gw_server_store_up(void)
@@ -587,6 +598,7 @@ static void reload(void)
         gw_log("warn", "reload: listeners, threads and admin changes take effect only after a restart");
     if (store_conf_changed(conf, old))
         gw_log("warn", "reload: redis, on_store_down and nodes changes take effect only after a restart");
+    gen->serial = server.gen->serial + 1;
     for (unsigned i = 0; i != server.num_threads; ++i) {
         gw_gen_addref(gen);
         send_control(&server.threads[i], gen, 0);
@@ -594,7 +606,8 @@ static void reload(void)
     gw_gen_release(server.gen);
     server.gen = gen;
     __atomic_store_n(&server.keys_loaded, gen->token_keys != NULL, __ATOMIC_RELAXED);
-    gw_log("info", "reloaded %s: %zu routes, %zu clients", server.conf_path, conf->num_routes, conf->num_clients);
+    gw_log("info", "reload %u accepted (%s: %zu routes, %zu clients), handing it to every thread", gen->serial,
+           server.conf_path, conf->num_routes, conf->num_clients);
 }
 
 static int setup_listeners(const gw_conf_t *conf)
@@ -625,6 +638,7 @@ int gw_server_run(const char *conf_path)
         return 1;
     }
     server.conf_path = conf_path;
+    server.gen->serial = server.applied = 1;
     server.keys_loaded = server.gen->token_keys != NULL;
     if (!server.keys_loaded)
         gw_log("warn", "no token keys under %s/token: protected routes answer 401 and /readyz 503 (hegate keys generate)",

@@ -231,8 +231,23 @@ class Gateway:
             f.write(text)
         os.replace(tmp, self.cfg_path)
 
-    def reload(self):
+    def generation(self):
+        """The configuration generation every thread serves (/readyz; 1 at start, +1 per completed reload)."""
+        return httpx.get(self.admin + "/readyz", timeout=5, trust_env=False).json()["generation"]
+
+    def reload(self, wait=True, timeout=10.0):
+        """SIGHUP. With WAIT, returns once every thread serves the new configuration (the generation
+        has moved on): a reload the gateway refuses fails here, so pass wait=False for those."""
+        before = self.generation() if wait else None
         self.proc.send_signal(signal.SIGHUP)
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while self.generation() == before:
+            if time.monotonic() > deadline:
+                pytest.fail("reload not complete %.0fs after SIGHUP (generation still %d); stderr:\n%s" % (
+                    timeout, before, self.stderr()[-3000:]))
+            time.sleep(0.02)
 
     # process --------------------------------------------------------------------------------
     def start(self, timeout=10.0):

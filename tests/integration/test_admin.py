@@ -29,7 +29,7 @@ def test_healthz_and_readyz(gw):
     assert r.status_code == 200
     r = admin_get(gw, "/readyz")  # the fixture gives keys (hegate keys generate) and a live redis-server
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "keys": "loaded", "store": "up"}
+    assert r.json() == {"status": "ready", "keys": "loaded", "store": "up", "generation": 1}
 
 
 def test_readyz_needs_keys(gateway, backend, tmp_path):

@@ -105,8 +105,10 @@ def test_sighup_broken_config_keeps_old(gateway, backend):
         for garbage in ["routes: [ {name: x, prefix: /x, upstreams: [http://127.0.0.1:1]\n  :::: {{{\n",
                         "issuer: https://hegate.test\nthreads: -3\nno_such_key: 1\nlisten: []\nroutes: []\n"]:
             g.write_config(garbage)
-            g.reload()
+            before = g.generation()
+            g.reload(wait=False)
             time.sleep(0.5)
+            assert g.generation() == before, "a broken config was applied"
             assert g.alive(), "hegate died on SIGHUP with a broken config"
             for i in range(5):
                 r = c.get(g.https + "/api/v1/query/after%d" % i)
@@ -135,6 +137,7 @@ def test_sighup_valid_config_adds_route_keeps_connection(gateway, backend):
         cfg["routes"] = [route("q", "/api/v1/query", [b1.url]), route("new", "/api/v1/new", [b2.url])]
         g.write_config(cfg)
         g.reload()
+        assert g.metrics().value("hegate_config_generation") == 2
         deadline = time.monotonic() + 5
         status = None
         while time.monotonic() < deadline:
@@ -168,10 +171,8 @@ def test_sighup_says_what_needs_a_restart(gateway, backend):
     cfg["on_store_down"] = "closed" if cfg.get("on_store_down") != "closed" else "open"
     cfg["routes"] = [route("q", "/api/v1/query", [b.url]), route("new", "/api/v1/new", [b.url])]
     g.write_config(cfg)
-    g.reload()
-    deadline = time.monotonic() + 5
-    while "on_store_down and nodes changes take effect only after a restart" not in g.stderr() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    g.reload()  # returns once every thread serves the new generation
+    assert "reload 2 complete" in g.stderr(), g.stderr()[-2000:]
     assert "on_store_down and nodes changes take effect only after a restart" in g.stderr(), g.stderr()[-2000:]
     with g.client() as c:
         assert c.get(g.http + "/api/v1/new/x").status_code == 200  # the rest of the reload applied

@@ -1,5 +1,5 @@
 # hegate — build, run, test, benchmark.  `make run` and `make test` are the two entry points.
-# Every .c under gateway/ routes/ auth/ qr/ is compiled (gateway/main.c only into the binary);
+# Every .c under gateway/ routes/ auth/ auth/http/ qr/ qr/http/ is compiled (gateway/main.c only into the binary);
 # every tests/unit/test_*.c becomes a cmocka test, every tests/fuzz/fuzz_*.c a libFuzzer target.
 
 CC       ?= cc
@@ -14,14 +14,14 @@ LDLIBS   := -lh2o-evloop -lhiredis -ljwt -lqrencode -lyaml -ljansson -lssl -lcry
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CPPFLAGS += -DHEGATE_VERSION='"$(VERSION)"'
 
-LIB_SRC  := $(filter-out gateway/main.c,$(sort $(wildcard gateway/*.c routes/*.c auth/*.c qr/*.c)))
+LIB_SRC  := $(filter-out gateway/main.c,$(sort $(wildcard gateway/*.c routes/*.c auth/*.c auth/http/*.c qr/*.c qr/http/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
-HDRS     := $(wildcard gateway/*.h routes/*.h auth/*.h qr/*.h)
+HDRS     := $(wildcard gateway/*.h routes/*.h auth/*.h auth/http/*.h qr/*.h qr/http/*.h)
 
-.PHONY: all deps run test unit integration asan fuzz bench clean check-format format
+.PHONY: all deps run test layers unit integration asan fuzz bench clean check-format format
 all: $(BUILD)/hegate
 
 deps:
@@ -69,7 +69,13 @@ fuzz:
 	  else tail -60 build-fuzz/$$n.log; echo "fuzz $$n: FOUND A FAILURE (input saved under build-fuzz/)"; exit 1; fi; \
 	done
 
+# layers: the folder contract from the #include lines (no cycle, private headers private, qr core alone,
+# one bearer check); scripts/check_layers.py --graph prints the folder graph.
+layers:
+	$(PY) scripts/check_layers.py
+
 test: deps all
+	$(MAKE) layers
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) asan

@@ -137,12 +137,39 @@ char *auth_keyset_jwks(const auth_keyset_t *set, int64_t now);
  * Returns the exit status: 0 done, 1 failed (reason on stderr), 2 usage error. */
 int auth_keys_cli_main(int argc, char **argv);
 
-/* ---- sealed.c: the data key (the rest of sealed.c is the identity service's: auth/oauth.h) ----- */
+/* ---- sealed.c: the data key ----- */
 
 #define AUTH_DATA_KEY_LEN 32
 /* Loads KEYS_DIR/data.key (64 hex digits, mode 0600, not readable by group/others); with CREATE,
  * makes it first if absent (atomically: a concurrent creator's key wins and is read). 0 or -1. */
 int auth_data_key_load(const char *keys_dir, int create, uint8_t key[AUTH_DATA_KEY_LEN], char *err, size_t errsz);
+
+/* ---- sealed.c: personal data at rest ----------------------------------------------------------------------------------- */
+
+/* AES-256-GCM of PT under a subkey of KEY, bound to AAD: "v1." + base64url(nonce ‖ ciphertext ‖
+ * tag). malloc'd (free()) or NULL. */
+char *auth_seal(const uint8_t key[AUTH_DATA_KEY_LEN], const char *aad, const void *pt, size_t len);
+/* The inverse; returns the plaintext length written to OUT (and a NUL after it), or -1. */
+long auth_unseal(const uint8_t key[AUTH_DATA_KEY_LEN], const char *aad, const char *sealed, char *out, size_t outsz);
+/* A 32-byte subkey for one purpose ("phone-index", "csrf", ...): HMAC-SHA256(KEY, LABEL). */
+void auth_subkey(const uint8_t key[AUTH_DATA_KEY_LEN], const char *label, uint8_t out[32]);
+/* Lower-case hex of HMAC-SHA256(SUBKEY, MSG): 64 digits and a NUL. */
+void auth_hmac_hex(const uint8_t subkey[32], const void *msg, size_t len, char out[65]);
+/* Lower-case hex of SHA-256(MSG). */
+void auth_sha256_hex(const void *msg, size_t len, char out[65]);
+/* N random bytes as base64url into OUT (room for AUTH_B64URL_LEN(N) + 1). 0/-1. */
+int auth_random_b64url(char *out, size_t n);
+/* 1 when A and B (NUL-terminated) are equal, in time independent of where they differ. */
+int auth_str_equal_ct(const char *a, const char *b);
+
+/* The process-wide data key of KEYS_DIR (loaded once, created if absent), or NULL with a reason in ERR. */
+const uint8_t *auth_data_key(const char *keys_dir, char *err, size_t errsz);
+
+/* ---- the identity store's Redis layout (auth/http/ writes it; qr/http/ reads residents' cards) ----
+ * Every key under one hash tag {id}: every script touches one cluster slot. The full list is in
+ * auth/http/internal.h. */
+#define AUTH_RK "hegate:{id}:"
+#define AUTH_RK_USER AUTH_RK "user:"
 
 /* ---- jwt.c ------------------------------------------------------------------------------------ */
 

@@ -16,7 +16,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include "auth/oauth.h"
+#include "auth/auth.h"
+#include "auth/kdf.h"
 
 #define KDF_LOG_N 15
 #define KDF_R 8

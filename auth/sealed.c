@@ -8,6 +8,7 @@
  * nothing here logs.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include "auth/oauth.h"
+#include "auth/auth.h"
 
 #define GCM_NONCE 12
 #define GCM_TAG 16
@@ -201,4 +202,25 @@ long auth_unseal(const uint8_t key[AUTH_DATA_KEY_LEN], const char *aad, const ch
     }
     out[len] = '\0';
     return (long)len;
+}
+
+/* ---- the process-wide data key ------------------------------------------------------------------------ */
+
+static pthread_mutex_t data_key_mutex = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t data_key[AUTH_DATA_KEY_LEN];
+static char *data_key_dir;
+
+const uint8_t *auth_data_key(const char *keys_dir, char *err, size_t errsz)
+{
+    const uint8_t *ret = NULL;
+    pthread_mutex_lock(&data_key_mutex);
+    if (data_key_dir != NULL && strcmp(data_key_dir, keys_dir) == 0) {
+        ret = data_key;
+    } else if (auth_data_key_load(keys_dir, 1, data_key, err, errsz) == 0) {
+        free(data_key_dir);
+        data_key_dir = strdup(keys_dir);
+        ret = data_key_dir != NULL ? data_key : NULL;
+    }
+    pthread_mutex_unlock(&data_key_mutex);
+    return ret;
 }

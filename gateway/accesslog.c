@@ -91,11 +91,10 @@ void gw_accesslog_write(gw_req_t *greq, int status, size_t bytes, uint64_t durat
     int n = snprintf(out, LINE_MAX_BYTES,
                      "{\"time\":\"%s.%03ldZ\",\"request_id\":\"%s\",\"route\":%s%s%s,\"method\":\"%s\",\"path\":\"%s\","
                      "\"status\":%d,\"bytes\":%zu,\"duration\":%.6f,\"upstream\":%s%s%s,\"client_id\":%s%s%s}\n",
-                     ts, (long)tv.tv_usec / 1000, greq->request_id, greq->route ? "\"" : "",
-                     greq->route ? greq->route->conf->name : "null", greq->route ? "\"" : "", method, path, status, bytes,
-                     duration_us / 1e6, greq->upstream ? "\"" : "", greq->upstream ? greq->upstream : "null",
-                     greq->upstream ? "\"" : "", greq->client_id ? "\"" : "", greq->client_id ? greq->client_id : "null",
-                     greq->client_id ? "\"" : "");
+                     ts, (long)tv.tv_usec / 1000, greq->request_id, greq->rt ? "\"" : "", greq->rt ? greq->rt->name : "null",
+                     greq->rt ? "\"" : "", method, path, status, bytes, duration_us / 1e6, greq->upstream ? "\"" : "",
+                     greq->upstream ? greq->upstream : "null", greq->upstream ? "\"" : "", greq->client_id ? "\"" : "",
+                     greq->client_id ? greq->client_id : "null", greq->client_id ? "\"" : "");
     if (n <= 0 || n >= LINE_MAX_BYTES)
         return;
     tlog->len += (size_t)n;

@@ -1757,3 +1757,13 @@ void gw_conf_free(gw_conf_t *conf)
     free(conf->dir);
     free(conf);
 }
+
+const gw_client_conf_t *gw_conf_client(const gw_conf_t *conf, const char *id)
+{
+    if (id == NULL)
+        return NULL;
+    for (size_t i = 0; i != conf->num_clients; ++i)
+        if (strcmp(conf->clients[i].id, id) == 0)
+            return &conf->clients[i];
+    return NULL;
+}

@@ -151,6 +151,9 @@ typedef struct {
     size_t n;
 } gw_errors_t;
 
+/* The client ID of CONF, or NULL (ID NULL too). */
+const gw_client_conf_t *gw_conf_client(const gw_conf_t *conf, const char *id);
+
 /* Loads and validates PATH. Returns NULL when anything is wrong; every problem is appended to ERRS. */
 gw_conf_t *gw_conf_load(const char *path, gw_errors_t *errs);
 void gw_conf_free(gw_conf_t *conf);

@@ -1,13 +1,16 @@
 /*
  * gateway/main.c — the `hegate` command line (SPEC §1): parses the sub-command and hands over
- * to the part that implements it. Nothing here touches the network or keeps state.
+ * to the part that implements it. The one place that wires the folders together: before serving,
+ * it registers the gateway's own endpoint families (auth/http/, qr/http/) with the pipeline.
+ * Nothing here touches the network or keeps state.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "gateway/gateway.h"
 #include "qr/hmt1.h"
-#include "auth/oauth.h"
+#include "qr/http/http.h"
+#include "auth/http/http.h"
 
 static const char usage[] =
     "usage: hegate [serve] -c FILE            run the gateway\n"
@@ -65,6 +68,9 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "hegate: -c FILE is required\n%s", usage);
         return 2;
     }
+    auth_wellknown_register();
+    auth_oauth_register();
+    qr_http_register();
     return gw_server_run(path);
 }
 

@@ -1,12 +1,14 @@
 /*
- * gateway/pipeline.c — the request pipeline, written down once and in order (SPEC §3):
+ * gateway/pipeline.c — the request pipeline, written down once and in order (SPEC §3). Every
+ * request, proxied or answered by the gateway itself, walks the same stages:
  *
- *   hygiene (strip untrusted headers, request id) → head size limit → route match → method
- *   → body size limit → [authenticate → authorize → rate limit: later stages] → proxy
+ *   hygiene (strip untrusted headers, request id) → head size limit → match (one table: routes and
+ *   the own endpoint families, longest prefix) → method → body size limit → authenticate and
+ *   authorize (bearer.c) → rate limit → handle (proxy.c, or the endpoint's handler) → log
  *
- * Registered by server.c as the only h2o handler at "/". Each stage either passes the request
- * on or answers it through problem.c. gw_req_t lives in the request's pool; its dispose hook
- * is where every request is counted and logged, whatever path it took.
+ * Registered by server.c as the only h2o handler at "/". Each stage either passes the request on
+ * or answers it through problem.c. gw_req_t lives in the request's pool; its dispose hook is where
+ * every request is counted and logged under its entry's name, whatever path it took.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -14,8 +16,6 @@
 #include <string.h>
 #include <time.h>
 #include "gateway/gateway.h"
-#include "gateway/revocations.h"
-#include "auth/oauth.h"
 
 static void make_request_id(gw_req_t *greq)
 {
@@ -74,7 +74,7 @@ static void on_greq_dispose(void *p)
     }
     uint64_t duration_us = now_us > begin_us ? now_us - begin_us : 0;
     int status = req->res.status != 0 ? req->res.status : 499;
-    unsigned slot = greq->route != NULL ? greq->gen->rt[greq->route->index].metric_slot : 0;
+    unsigned slot = greq->rt != NULL ? greq->rt->metric_slot : 0;
     gw_metrics_request(greq->thread->metrics, slot, status, duration_us);
     gw_accesslog_write(greq, status, req->bytes_sent, duration_us);
     if (greq->rl_check != NULL)
@@ -120,11 +120,21 @@ int gw_ratelimit_answer(gw_req_t *greq, const gw_ratelimit_verdict_t *v, h2o_iov
     return 0;
 }
 
+/* ---- stage: handle ---------------------------------------------------------------------------------- */
+
+static void stage_handle(gw_req_t *greq)
+{
+    if (greq->rt->endpoint != NULL)
+        greq->rt->endpoint->handle(greq);
+    else
+        gw_proxy_start(greq);
+}
+
 static void on_ratelimit_verdict(void *data, gw_ratelimit_verdict_t *v)
 {
     gw_req_t *greq = data;
     greq->rl_check = NULL;
-    const gw_route_rt_t *rt = &greq->gen->rt[greq->route->index];
+    const gw_route_rt_t *rt = greq->rt;
     unsigned slots[GW_RATELIMIT_MAX_POLICIES] = {0};
     for (size_t i = 0; i != v->n; ++i)
         for (size_t j = 0; j != rt->num_policies; ++j)
@@ -133,12 +143,12 @@ static void on_ratelimit_verdict(void *data, gw_ratelimit_verdict_t *v)
     /* every policy of the route applies (the usual case): RateLimit-Policy was formatted once per generation */
     h2o_iovec_t policy_hdr = v->n == rt->num_policies ? rt->policy_hdr : h2o_iovec_init(NULL, 0);
     if (gw_ratelimit_answer(greq, v, policy_hdr, slots, "a rate limit of this route is exhausted"))
-        gw_proxy_start(greq);
+        stage_handle(greq);
 }
 
 static void stage_ratelimit(gw_req_t *greq)
 {
-    const gw_route_rt_t *rt = &greq->gen->rt[greq->route->index];
+    const gw_route_rt_t *rt = greq->rt;
     const gw_ratelimit_conf_t *pols[GW_RATELIMIT_MAX_POLICIES];
     h2o_iovec_t keys[GW_RATELIMIT_MAX_POLICIES];
     size_t n = 0;
@@ -161,7 +171,7 @@ static void stage_ratelimit(gw_req_t *greq)
         keys[n++] = h2o_iovec_init(key, strlen(key));
     }
     if (n == 0) {
-        gw_proxy_start(greq);
+        stage_handle(greq);
         return;
     }
     /* from the pool only here, and only as long as N results: most requests never need one, and a large
@@ -173,98 +183,37 @@ static void stage_ratelimit(gw_req_t *greq)
         on_ratelimit_verdict(greq, verdict);
 }
 
-/* ---- stage: authentication and scopes (SPEC §3, §6) ------------------------------------------------------ */
+/* ---- stage: method ---------------------------------------------------------------------------------- */
 
-/* The local revocation view: the process's deny set, fed by Redis pub/sub (gateway/revocations.c). */
-static int revoked_cb(void *data, const char *sid, const char *jti, auth_revocation_memo_t *memo)
+size_t gw_allow_header(unsigned methods, char *buf, size_t bufsz)
 {
-    return gw_revocations_check_memo(sid, jti, memo);
-}
-
-static void send_unauthorized(gw_req_t *greq, const char *www_authenticate, const char *detail)
-{
-    h2o_req_t *req = greq->req;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, www_authenticate, strlen(www_authenticate));
-    gw_problem_send(greq, 401, "unauthorized", "Unauthorized", detail);
-}
-
-/* whether the space-separated SCOPE list holds any of the route's scopes */
-static int scope_allows(const char *scope, const gw_strlist_t *need)
-{
-    for (size_t i = 0; i != need->n; ++i) {
-        size_t nlen = strlen(need->v[i]);
-        for (const char *p = scope; *p != '\0';) {
-            size_t len = strcspn(p, " ");
-            if (len == nlen && memcmp(p, need->v[i], len) == 0)
-                return 1;
-            p += len;
-            while (*p == ' ')
-                ++p;
+    size_t len = 0;
+    for (unsigned bit = 1; bit < GW_M_ALL; bit <<= 1) {
+        if ((methods & bit) == 0)
+            continue;
+        const char *name = gw_method_name(bit);
+        size_t nlen = strlen(name), sep = len != 0 ? 2 : 0;
+        if (len + sep + nlen >= bufsz)
+            return 0;
+        if (sep != 0) {
+            memcpy(buf + len, ", ", 2);
+            len += 2;
         }
+        memcpy(buf + len, name, nlen);
+        len += nlen;
     }
-    return 0;
+    buf[len] = '\0';
+    return len;
 }
 
-/* adds NAME: VALUE (copied into the request's pool) and returns the copy */
-static const char *add_identity_header(h2o_req_t *req, const char *name, size_t name_len, const char *value)
-{
-    size_t len = strlen(value);
-    char *copy = h2o_strdup(&req->pool, value, len).base;
-    h2o_add_header_by_str(&req->pool, &req->headers, name, name_len, 0, NULL, copy, len);
-    return copy;
-}
-
-/* 0: authenticated (or a public route); -1: answered */
-static int stage_authenticate(gw_req_t *greq)
+static void method_not_allowed(gw_req_t *greq, unsigned methods)
 {
     h2o_req_t *req = greq->req;
-    const gw_route_conf_t *rc = greq->route->conf;
-    if (rc->scopes.n == 0)
-        return 0;
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (i == -1) {
-        send_unauthorized(greq, "Bearer realm=\"hegate\"", "this route needs a bearer token");
-        return -1;
-    }
-    h2o_iovec_t v = req->headers.entries[i].value;
-    if (v.len < 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")) || greq->gen->verifier == NULL) {
-        send_unauthorized(greq, "Bearer realm=\"hegate\", error=\"invalid_token\"", "the bearer token is missing or invalid");
-        return -1;
-    }
-    const char *token = v.base + 7;
-    size_t len = v.len - 7;
-    auth_claims_t scratch; /* only used when the token is not in (and cannot enter) the thread's cache */
-    const auth_claims_t *claims;
-    auth_reason_t r = auth_verify_bearer_ref(greq->gen->verifier, greq->thread->tokcache, token, len, (int64_t)time(NULL),
-                                             revoked_cb, NULL, &scratch, &claims);
-    if (r == AUTH_UNAVAILABLE) {
-        gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "token revocation cannot be checked right now");
-        return -1;
-    }
-    if (r != AUTH_OK) {
-        /* the reason is for the operator's metrics, not for the client: never echo token contents */
-        send_unauthorized(greq, "Bearer realm=\"hegate\", error=\"invalid_token\"", "the bearer token is missing or invalid");
-        return -1;
-    }
-    if (!scope_allows(claims->scope, &rc->scopes)) {
-        char www[512];
-        int n = snprintf(www, sizeof(www), "Bearer realm=\"hegate\", error=\"insufficient_scope\", scope=\"");
-        for (size_t s = 0; s != rc->scopes.n && n < (int)sizeof(www) - 2; ++s)
-            n += snprintf(www + n, sizeof(www) - n, "%s%s", s != 0 ? " " : "", rc->scopes.v[s]);
-        if (n < (int)sizeof(www) - 1)
-            snprintf(www + n, sizeof(www) - n, "\"");
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, h2o_strdup(&req->pool, www, strlen(www)).base,
-                       strlen(www));
-        gw_problem_send(greq, 403, "forbidden", "Forbidden", "the token does not carry a scope this route needs");
-        return -1;
-    }
-    /* CLAIMS point into the thread's token cache: what outlives this call is copied into the pool */
-    greq->sub = add_identity_header(req, H2O_STRLIT("x-hegate-sub"), claims->sub);
-    greq->client_id = add_identity_header(req, H2O_STRLIT("x-hegate-client"), claims->client_id);
-    add_identity_header(req, H2O_STRLIT("x-hegate-scope"), claims->scope);
-    if (claims->sid[0] != '\0')
-        add_identity_header(req, H2O_STRLIT("x-hegate-sid"), claims->sid);
-    return 0;
+    char allow[128];
+    size_t len = gw_allow_header(methods, allow, sizeof(allow));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, len).base, len);
+    gw_problem_send(greq, 405, "method-not-allowed", "Method Not Allowed",
+                    greq->rt->conf != NULL ? "the route does not accept this method" : "this endpoint does not accept this method");
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -291,38 +240,32 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
-    /* 3. the gateway's own endpoints, then the route table */
-    if (req->path_normalized.len > 12 && memcmp(req->path_normalized.base, "/.well-known/", 13) == 0 &&
-        auth_wellknown_handle(greq) == 0)
-        return 0;
-    if (req->path_normalized.len > 7 && memcmp(req->path_normalized.base, "/oauth2/", 8) == 0 && auth_oauth_handle(greq) == 0)
-        return 0;
-    if (req->path_normalized.len > 6 && memcmp(req->path_normalized.base, "/qr/v1/", 7) == 0 && qr_endpoints_handle(greq) == 0)
-        return 0;
-    /* route and method */
+    /* 3. match: routes and own endpoints, one table; then the method */
     if ((greq->route = route_match(greq->gen->routes, req->path_normalized.base, req->path_normalized.len)) == NULL) {
         gw_problem_send(greq, 404, "not-found", "Not Found", "no route matches the request path");
         return 0;
     }
-    if (!route_allows(greq->route, req->method.base, req->method.len)) {
-        char allow[128];
-        size_t len = route_allow_header(greq->route, allow, sizeof(allow));
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, h2o_strdup(&req->pool, allow, len).base, len);
-        gw_problem_send(greq, 405, "method-not-allowed", "Method Not Allowed", "the route does not accept this method");
+    const gw_route_rt_t *rt = greq->rt = &greq->gen->rt[greq->route->index];
+    if (rt->conf == NULL && rt->endpoint == NULL) { /* below a family's prefix, none of its endpoints */
+        gw_problem_send(greq, 404, "not-found", "Not Found", rt->family->not_found);
+        return 0;
+    }
+    if (!route_allows(greq->route, gw_method_bit(req->method.base, req->method.len))) {
+        method_not_allowed(greq, rt->methods);
         return 0;
     }
 
     /* 4. body size */
-    if (req->entity.base != NULL && req->entity.len > conf->limits.body_bytes) {
+    if (req->entity.base != NULL && req->entity.len > rt->body_limit) {
         gw_problem_send(greq, 413, "too-large", "Content Too Large", "the request body exceeds the gateway's limit");
         return 0;
     }
 
-    /* 5. authentication and scopes (public routes go straight on) */
-    if (stage_authenticate(greq) != 0)
+    /* 5. authentication and scopes (public entries go straight on) */
+    if (!gw_authenticate(greq, rt))
         return 0;
 
-    /* 6. rate limits, then 7. forward */
+    /* 6. rate limits, then 7. handle: proxy, or the endpoint's own handler */
     stage_ratelimit(greq);
     return 0;
 }

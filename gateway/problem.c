@@ -74,13 +74,56 @@ void gw_problem_send(gw_req_t *greq, int status, const char *slug, const char *t
         /* the RateLimit fields go on errors of a limited route too */
         h2o_req_t *req = greq->req;
         if (greq->rl_policy_hdr.len != 0)
-            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit-policy"), 0, NULL,
-                                  greq->rl_policy_hdr.base, greq->rl_policy_hdr.len);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit-policy"), 0, NULL, greq->rl_policy_hdr.base,
+                                  greq->rl_policy_hdr.len);
         if (greq->rl_state_hdr.len != 0)
             h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("ratelimit"), 0, NULL, greq->rl_state_hdr.base,
                                   greq->rl_state_hdr.len);
     }
     gw_problem_send_raw(greq->req, greq->request_id, status, slug, title, detail);
+}
+
+/* ---- JSON answers of the own endpoints ------------------------------------------------------------------ */
+
+void gw_add_no_store(h2o_req_t *req)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("pragma"), 0, NULL, H2O_STRLIT("no-cache"));
+}
+
+void gw_send_json(gw_req_t *greq, int status, const char *text, size_t len)
+{
+    h2o_req_t *req = greq->req;
+    req->res.status = status;
+    req->res.reason = status == 200 ? "OK" : status == 400 ? "Bad Request" : status == 401 ? "Unauthorized" : "Error";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    gw_add_no_store(req);
+    gw_req_add_common_headers(greq);
+    req->res.content_length = len; /* HTTP/1.1: framed by length, so the connection stays open even after an error */
+    h2o_send_inline(req, text, len);
+}
+
+void gw_oauth_error(gw_req_t *greq, int status, const char *error, const char *description)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf), "{\"error\":\"%s\",\"error_description\":\"%s\"}", error, description);
+    h2o_req_t *req = greq->req;
+    if (status == 401 && strcmp(error, "invalid_client") == 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Basic realm=\"hegate\""));
+    else if ((status == 401 || status == 403) && h2o_find_header(&req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, -1) == -1) {
+        const char *www = status == 401 ? "Bearer realm=\"hegate\", error=\"invalid_token\""
+                                        : "Bearer realm=\"hegate\", error=\"insufficient_scope\"";
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, www, strlen(www));
+    }
+    gw_send_json(greq, status, buf, n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+void gw_send_unavailable(gw_req_t *greq, const char *detail)
+{
+    if (greq->rt != NULL && greq->rt->errors == GW_ERRORS_OAUTH)
+        gw_oauth_error(greq, 503, "temporarily_unavailable", detail);
+    else
+        gw_problem_send(greq, 503, "unavailable", "Service Unavailable", detail);
 }
 
 /* ---- h2o's own error answers ---------------------------------------------------------------------------
@@ -127,8 +170,7 @@ static const char *slug_of(int status)
 static void rewrite_on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (req->res.status >= 400 && ct != -1 &&
-        h2o_memis(req->res.headers.entries[ct].value.base, 10, H2O_STRLIT("text/plain"))) {
+    if (req->res.status >= 400 && ct != -1 && h2o_memis(req->res.headers.entries[ct].value.base, 10, H2O_STRLIT("text/plain"))) {
         int status = req->res.status;
         char body[512];
         int len = snprintf(body, sizeof(body),

@@ -45,7 +45,7 @@ static int method_expects_body(h2o_iovec_t m)
 
 static const gw_route_rt_t *route_rt(gw_proxy_t *p)
 {
-    return &p->greq->gen->rt[p->greq->route->index];
+    return p->greq->rt;
 }
 
 static void eject(gw_target_t *target, gw_thread_t *thread)
@@ -87,10 +87,10 @@ static int drop_request_header(const h2o_iovec_t *name)
            h2o_memis(name->base, name->len, H2O_STRLIT("proxy-connection"));
 }
 
-#define APPEND(s, l)                                                                                                           \
-    do {                                                                                                                       \
-        memcpy(buf + off, (s), (l));                                                                                           \
-        off += (l);                                                                                                            \
+#define APPEND(s, l)                                                                                                               \
+    do {                                                                                                                           \
+        memcpy(buf + off, (s), (l));                                                                                               \
+        off += (l);                                                                                                                \
     } while (0)
 #define APPEND_LIT(s) APPEND(s, sizeof(s) - 1)
 
@@ -102,7 +102,7 @@ static h2o_iovec_t build_request(gw_proxy_t *p)
     const char *base = rt->base_paths[p->target_index];
     size_t base_len = strlen(base);
     h2o_iovec_t path = req->path_normalized;
-    if (greq->route->conf->strip_prefix) {
+    if (greq->rt->conf->strip_prefix) {
         path.base += greq->route->prefix_len;
         path.len -= greq->route->prefix_len;
     }
@@ -310,8 +310,8 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
     return on_body;
 }
 
-static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
-                                          size_t *reqbufcnt, int *method_is_head)
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                                          int *method_is_head)
 {
     gw_proxy_t *p = client->data;
     if (errstr != NULL) {
@@ -372,10 +372,10 @@ void gw_proxy_start(gw_req_t *greq)
     p->super.stop = do_stop;
     p->greq = greq;
     p->deadline.cb = on_deadline;
-    p->tmo = gw_thread_timeout(greq->thread, greq->route->conf->timeout_ms);
+    p->tmo = gw_thread_timeout(greq->thread, greq->rt->conf->timeout_ms);
     p->idempotent = method_is_idempotent(req->method);
     p->is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-    p->attempts_left = 1 + (p->idempotent ? greq->route->conf->retries : 0);
+    p->attempts_left = 1 + (p->idempotent ? greq->rt->conf->retries : 0);
     h2o_buffer_init(&p->last_content_before_send, &h2o_socket_buffer_prototype);
     h2o_doublebuffer_init(&p->sending, &h2o_socket_buffer_prototype);
     attempt(p);

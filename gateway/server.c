@@ -1,6 +1,6 @@
 /*
- * gateway/server.c — process and threads: listeners, event loops, configuration generations,
- * signals (SIGTERM/SIGINT drain and exit 0, SIGHUP reload) and the log.
+ * gateway/server.c — process and threads: listeners, event loops, handing configuration
+ * generations (generation.c) to the threads, signals (SIGTERM/SIGINT drain and exit 0, SIGHUP reload) and the log.
  *
  * Called by main.c (gw_server_run). The main thread only waits for signals; each worker thread
  * owns one h2o evloop, one h2o context and its own SO_REUSEPORT listening sockets; the admin
@@ -26,7 +26,7 @@
 #include <openssl/ssl.h>
 #include "gateway/gateway.h"
 #include "gateway/revocations.h"
-#include "auth/oauth.h"
+#include "auth/kdf.h"
 
 /* ---- log ---------------------------------------------------------------------------------------- */
 
@@ -44,230 +44,6 @@ void gw_log(const char *level, const char *fmt, ...)
     vsnprintf(line + n, sizeof(line) - n, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s\n", line);
-}
-
-/* ---- upstream targets (process-wide registry) ------------------------------------------------------- */
-
-static pthread_mutex_t targets_mutex = PTHREAD_MUTEX_INITIALIZER;
-static gw_target_t **targets;
-static size_t num_targets;
-
-static int resolve_target(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
-    char portstr[8];
-    snprintf(portstr, sizeof(portstr), "%u", port);
-    const char *h = host;
-    char unbracketed[256];
-    if (host[0] == '[') { /* IPv6 literal in a URL */
-        size_t l = strlen(host);
-        if (l < 3 || l - 2 >= sizeof(unbracketed))
-            return -1;
-        memcpy(unbracketed, host + 1, l - 2);
-        unbracketed[l - 2] = '\0';
-        h = unbracketed;
-    }
-    if (getaddrinfo(h, portstr, &hints, &res) != 0 || res == NULL)
-        return -1;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
-/* the target for HOST:PORT, created on first use; NULL if the name does not resolve */
-static gw_target_t *target_get(const char *host, uint16_t port)
-{
-    char authority[300];
-    /* an IPv6 literal needs its brackets back in an authority (the config stores the bare address) */
-    snprintf(authority, sizeof(authority), strchr(host, ':') != NULL && host[0] != '[' ? "[%s]:%u" : "%s:%u", host, port);
-    gw_target_t *t = NULL;
-    pthread_mutex_lock(&targets_mutex);
-    for (size_t i = 0; i != num_targets; ++i)
-        if (strcmp(targets[i]->authority, authority) == 0) {
-            t = targets[i];
-            goto Exit;
-        }
-    t = calloc(1, sizeof(*t));
-    if (t == NULL || resolve_target(host, port, &t->sa, &t->salen) != 0) {
-        free(t);
-        t = NULL;
-        goto Exit;
-    }
-    t->authority = strdup(authority);
-    gw_target_t **nt = realloc(targets, (num_targets + 1) * sizeof(*targets));
-    if (nt == NULL || t->authority == NULL) {
-        free(t->authority);
-        free(t);
-        t = NULL;
-        goto Exit;
-    }
-    targets = nt;
-    targets[num_targets++] = t;
-Exit:
-    pthread_mutex_unlock(&targets_mutex);
-    return t;
-}
-
-/* ---- generations ------------------------------------------------------------------------------------- */
-
-static void gen_free_auth(gw_gen_t *gen, size_t num_issuers)
-{
-    auth_verifier_free(gen->verifier);
-    qr_endpoints_gen_free(gen->qr);
-    gen->qr = NULL;
-    auth_keyset_free(gen->token_keys);
-    if (gen->issuer_keys != NULL)
-        for (size_t i = 0; i != num_issuers; ++i)
-            auth_keyset_free(gen->issuer_keys[i]);
-    free(gen->issuer_keys);
-}
-
-static void add_gen_error(gw_errors_t *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add_gen_error(gw_errors_t *errs, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    char **nv = realloc(errs->v, (errs->n + 1) * sizeof(*errs->v));
-    if (nv != NULL) {
-        errs->v = nv;
-        if ((errs->v[errs->n] = strdup(msg)) != NULL)
-            errs->n++;
-    }
-}
-
-/* keys and the token verifier of a generation: our own token keys (if keys.dir/token exists) and
- * every trusted issuer's JWKS. A key file or JWKS that is there but wrong refuses the config. */
-static int gen_build_auth(gw_gen_t *gen, gw_errors_t *errs)
-{
-    const gw_conf_t *conf = gen->conf;
-    char err[512], dir[4096];
-    int64_t now = (int64_t)time(NULL);
-    snprintf(dir, sizeof(dir), "%s/token", conf->keys_dir);
-    if (access(dir, F_OK) == 0 &&
-        (gen->token_keys = auth_keyset_load(conf->keys_dir, AUTH_KEY_TOKEN, now, (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY,
-                                            err, sizeof(err))) == NULL) {
-        add_gen_error(errs, "%s:0: keys.dir %s: %s", conf->path, conf->keys_dir, err);
-        return -1;
-    }
-    if (qr_endpoints_gen_build(conf, &gen->qr, err, sizeof(err)) != 0) {
-        add_gen_error(errs, "%s:0: keys.dir %s: %s", conf->path, conf->keys_dir, err);
-        return -1;
-    }
-    gen->issuer_keys = calloc(conf->num_trusted_issuers + 1, sizeof(*gen->issuer_keys));
-    auth_issuer_t *issuers = calloc(conf->num_trusted_issuers + 1, sizeof(*issuers));
-    size_t n = 0;
-    if (gen->token_keys != NULL)
-        issuers[n++] = (auth_issuer_t){conf->issuer, conf->tokens.audience, gen->token_keys};
-    for (size_t i = 0; i != conf->num_trusted_issuers; ++i) {
-        const gw_trusted_issuer_conf_t *ti = &conf->trusted_issuers[i];
-        if ((gen->issuer_keys[i] = auth_keyset_load_jwks(ti->jwks, err, sizeof(err))) == NULL) {
-            add_gen_error(errs, "%s:%d: trusted issuer %s: %s", conf->path, ti->line, ti->issuer, err);
-            free(issuers);
-            return -1;
-        }
-        issuers[n++] = (auth_issuer_t){ti->issuer, ti->audience, gen->issuer_keys[i]};
-    }
-    if (n != 0 && (gen->verifier = auth_verifier_new(issuers, n, conf->limits.token_bytes, err, sizeof(err))) == NULL) {
-        add_gen_error(errs, "%s:0: token verifier: %s", conf->path, err);
-        free(issuers);
-        return -1;
-    }
-    free(issuers);
-    return 0;
-}
-
-static void gen_free(gw_gen_t *gen)
-{
-    gen_free_auth(gen, gen->conf->num_trusted_issuers);
-    if (gen->rt != NULL) {
-        for (size_t i = 0; i != gen->conf->num_routes; ++i) {
-            free(gen->rt[i].targets);
-            free(gen->rt[i].base_paths);
-            free(gen->rt[i].policy_hdr.base);
-        }
-        free(gen->rt);
-    }
-    route_table_free(gen->routes);
-    gw_conf_free(gen->conf);
-    free(gen);
-}
-
-gw_gen_t *gw_gen_build(gw_conf_t *conf, gw_errors_t *errs)
-{
-    gw_gen_t *gen = calloc(1, sizeof(*gen));
-    if (gen == NULL)
-        return NULL;
-    gen->refcnt = 1;
-    gen->conf = conf;
-    if ((gen->routes = route_table_create(conf)) == NULL || (gen->rt = calloc(conf->num_routes + 1, sizeof(*gen->rt))) == NULL)
-        goto Error;
-    for (size_t i = 0; i != conf->num_routes; ++i) {
-        const gw_route_conf_t *rc = &conf->routes[i];
-        gw_route_rt_t *rt = &gen->rt[i];
-        rt->metric_slot = gw_metrics_route_slot(rc->name);
-        if ((rt->targets = calloc(rc->num_upstreams, sizeof(*rt->targets))) == NULL ||
-            (rt->base_paths = calloc(rc->num_upstreams, sizeof(*rt->base_paths))) == NULL)
-            goto Error;
-        for (size_t j = 0; j != rc->num_upstreams; ++j) {
-            if ((rt->targets[j] = target_get(rc->upstreams[j].host, rc->upstreams[j].port)) == NULL) {
-                char msg[512];
-                snprintf(msg, sizeof(msg), "%s:%d: upstream '%s' does not resolve", conf->path, rc->line, rc->upstreams[j].url);
-                gw_errors_t *e = errs;
-                char **nv = realloc(e->v, (e->n + 1) * sizeof(*e->v));
-                if (nv != NULL) {
-                    e->v = nv;
-                    e->v[e->n++] = strdup(msg);
-                }
-                goto Error;
-            }
-            rt->base_paths[j] = rc->upstreams[j].path;
-        }
-        rt->num_targets = rc->num_upstreams;
-        for (size_t j = 0; j != rc->rate_limit.n && rt->num_policies != GW_RATELIMIT_MAX_POLICIES; ++j)
-            for (size_t k = 0; k != conf->num_rate_limits; ++k)
-                if (strcmp(conf->rate_limits[k].name, rc->rate_limit.v[j]) == 0) {
-                    rt->policies[rt->num_policies] = &conf->rate_limits[k];
-                    rt->policy_slots[rt->num_policies++] = gw_metrics_label_slot(GW_MF_RATELIMITED, conf->rate_limits[k].name);
-                }
-        if (rt->num_policies != 0) {
-            size_t cap = gw_ratelimit_header_bound(rt->policies, rt->num_policies);
-            if ((rt->policy_hdr.base = malloc(cap)) == NULL)
-                h2o_fatal("no memory");
-            rt->policy_hdr.len = gw_ratelimit_format_policy(rt->policy_hdr.base, cap, rt->policies, rt->num_policies);
-        }
-    }
-    if (gen_build_auth(gen, errs) != 0)
-        goto Error;
-    return gen;
-Error:
-    gen_free_auth(gen, conf->num_trusted_issuers);
-    gen->conf = NULL; /* ownership stays with the caller on failure */
-    if (gen->rt != NULL) {
-        for (size_t i = 0; i != conf->num_routes; ++i) {
-            free(gen->rt[i].targets);
-            free(gen->rt[i].base_paths);
-            free(gen->rt[i].policy_hdr.base);
-        }
-        free(gen->rt);
-    }
-    route_table_free(gen->routes);
-    free(gen);
-    return NULL;
-}
-
-void gw_gen_addref(gw_gen_t *gen)
-{
-    __atomic_add_fetch(&gen->refcnt, 1, __ATOMIC_RELAXED);
-}
-
-void gw_gen_release(gw_gen_t *gen)
-{
-    if (__atomic_sub_fetch(&gen->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
-        gen_free(gen);
 }
 
 /* ---- per-thread helpers ------------------------------------------------------------------------------ */
@@ -318,7 +94,7 @@ static struct {
     pthread_t *tids;
     int admin_fd;
     pthread_t admin_tid;
-    int keys_loaded; /* the newest generation has token keys (read by the admin thread) */
+    int keys_loaded;  /* the newest generation has token keys (read by the admin thread) */
     unsigned applied; /* serial of the newest generation every thread serves (atomic) */
 } server;
 
@@ -326,7 +102,7 @@ static int open_listener(const char *host, uint16_t port, int reuseport)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
-    if (resolve_target(host, port, &ss, &sslen) != 0) {
+    if (gw_resolve(host, port, &ss, &sslen) != 0) {
         gw_log("error", "cannot resolve listen address %s", host);
         return -1;
     }
@@ -445,7 +221,10 @@ static void thread_init_store(gw_thread_t *thread)
     thread->ratelimit = gw_ratelimit_ctx_create(thread->loop, thread->store, conf->on_store_down, conf->nodes, server.num_threads);
     gw_metrics_set_store(thread->metrics, thread->store);
     gw_metrics_set_ratelimit(thread->metrics, thread->ratelimit);
-    auth_oauth_thread_init(thread);
+    gw_family_t *const *fam;
+    for (size_t f = 0, nf = gw_families(&fam); f != nf; ++f)
+        if (fam[f]->thread_init != NULL)
+            thread->family_data[f] = fam[f]->thread_init(thread);
     if (thread->id == 0)
         gw_revocations_start(thread); /* one subscriber per process, on the first loop */
 }
@@ -606,8 +385,8 @@ static void reload(void)
     gw_gen_release(server.gen);
     server.gen = gen;
     __atomic_store_n(&server.keys_loaded, gen->token_keys != NULL, __ATOMIC_RELAXED);
-    gw_log("info", "reload %u accepted (%s: %zu routes, %zu clients), handing it to every thread", gen->serial,
-           server.conf_path, conf->num_routes, conf->num_clients);
+    gw_log("info", "reload %u accepted (%s: %zu routes, %zu clients), handing it to every thread", gen->serial, server.conf_path,
+           conf->num_routes, conf->num_clients);
 }
 
 static int setup_listeners(const gw_conf_t *conf)

@@ -1,39 +1,51 @@
 /*
- * routes/routes.h — the route table: built once from the parsed config, then read-only.
+ * routes/routes.h — the match table: built once per configuration generation, then read-only.
  *
- * route_match() finds the route for a (normalized) request path: the longest `prefix` that
- * matches at a '/' boundary ("/api/v1/query" matches "/api/v1/query" and "/api/v1/query/x",
- * never "/api/v1/queryx"). Method filtering is a separate step (route_allows) so that the
- * pipeline can answer 405 with an `Allow` list. No allocation on the match path.
+ * One table holds every place a request can go: the configured routes and the gateway's own
+ * endpoint families. route_match() finds the entry for a (normalized) request path, longest
+ * prefix first, at '/' boundaries ("/api/v1/query" matches "/api/v1/query" and "/api/v1/query/x",
+ * never "/api/v1/queryx"); an entry may instead match its path exactly, or only what lies below it.
+ * Entries are opaque to this folder: the caller's INDEX says what an entry stands for, METHODS is
+ * the caller's bit set. Depends on nothing but libc. No allocation on the match path.
  */
 #ifndef hegate_routes_h
 #define hegate_routes_h
 
 #include <stddef.h>
-#include "gateway/conf.h"
+
+typedef enum {
+    ROUTE_PREFIX, /* the path and everything below it (a "/" prefix matches every path) */
+    ROUTE_EXACT,  /* the path itself only */
+    ROUTE_BELOW   /* only paths below it: "/oauth2" matches "/oauth2/" and "/oauth2/x", not "/oauth2" */
+} route_kind_t;
 
 typedef struct {
-    const gw_route_conf_t *conf; /* name, prefix, methods, upstreams, scopes, policies ... */
-    size_t prefix_len;
-    size_t index;                /* position in the config's route list */
+    const char *prefix; /* referenced, not copied: it must outlive the table */
+    size_t prefix_len;  /* set by route_table_create */
+    route_kind_t kind;
+    unsigned methods; /* the methods the entry accepts, as the caller's bit set */
+    size_t index;     /* the caller's own index (route_table_create keeps it) */
 } route_t;
 
 typedef struct {
-    route_t *routes; /* sorted by prefix length, longest first */
+    route_t *routes; /* sorted by prefix length, longest first; equal lengths in the order given */
     size_t num_routes;
+    /* per second path byte (path[1]): the entries that can match such a path, in table order */
+    const route_t **by_byte[256];
+    size_t num_by_byte[256];
 } route_table_t;
 
-/* Builds the table from the config's routes (which it references, not copies). NULL on allocation failure. */
-route_table_t *route_table_create(const gw_conf_t *conf);
+/* Builds a table from N entries (copied; their prefixes referenced). NULL on allocation failure. */
+route_table_t *route_table_create(const route_t *entries, size_t n);
 void route_table_free(route_table_t *table);
 
-/* The route whose prefix is the longest match of PATH at a '/' boundary, or NULL. PATH has no query. */
+/* The entry that is the longest match of PATH, or NULL. PATH has no query. */
 const route_t *route_match(const route_table_t *table, const char *path, size_t path_len);
 
-/* Whether the route accepts METHOD (e.g. "GET"). */
-int route_allows(const route_t *route, const char *method, size_t method_len);
-
-/* Writes the route's methods as an `Allow` value ("GET, POST") into BUF; returns the length (0 if BUFSZ too small). */
-size_t route_allow_header(const route_t *route, char *buf, size_t bufsz);
+/* Whether the entry accepts the method whose bit is METHOD_BIT (0: an unknown method). */
+static inline int route_allows(const route_t *route, unsigned method_bit)
+{
+    return (route->methods & method_bit) != 0;
+}
 
 #endif

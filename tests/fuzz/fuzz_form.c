@@ -5,7 +5,7 @@
  */
 #include <string.h>
 #include "gateway/gateway.h"
-#include "auth/oauth.h"
+#include "auth/http/http.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {

@@ -6,7 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "qr/endpoints_internal.h"
+#include "qr/http/http.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {

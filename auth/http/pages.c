@@ -7,7 +7,7 @@
  * Called by authorize.c. Pages never show a password, a phone number or any other personal data.
  */
 #include <string.h>
-#include "auth/oauth.h"
+#include "auth/http/http.h"
 
 typedef struct {
     h2o_mem_pool_t *pool;

@@ -8,7 +8,7 @@
  * request's pool.
  */
 #include <string.h>
-#include "auth/oauth.h"
+#include "auth/http/http.h"
 
 static int hexv(int c)
 {

@@ -1,6 +1,8 @@
 /*
- * qr/endpoints.c — the city code's HTTP endpoints (SPEC §7.3) on top of the qr/ library. The only
- * file of qr/ that knows the gateway (the rest of the folder links alone, see hmt1.h).
+ * qr/http/endpoints.c — the city code's HTTP endpoints (SPEC §7.3), the /qr/v1 family, on top of the
+ * qr/ library and the gateway's interface. The only part of qr/ that knows the gateway (the rest of
+ * the folder links alone, see hmt1.h). The pipeline has matched, sized and authenticated a request
+ * (the endpoint table at the end says what each needs) before a handler here runs.
  *
  *   GET  /qr/v1/trust                 public: the trust list as a compact JWS (newest token key)
  *   POST /qr/v1/codes                 resident, scope qr: a fresh online code
@@ -11,7 +13,7 @@
  *   GET  /qr/v1/scans                 resident: who verified the resident's codes, newest first
  *   POST /qr/v1/redeem                payment back end, scope payment.redeem: a one-time token → card
  *
- * Redis keys (under the identity hash tag, like auth/oauth_internal.h, so every script is one slot):
+ * Redis keys (under the identity hash tag of auth/auth.h, so every script is one slot):
  *   hegate:{id}:qrcred:<sub>:<scene>  hash: cred (base64url of bytes 0–127), dev (the online device key,
  *                                     PKCS#8 PEM sealed with the data key), exp, ctr; expires with the credential
  *   hegate:{id}:qrserial              INCR: credential serials (unique across every issuer key)
@@ -37,9 +39,8 @@
 #include <openssl/pem.h>
 #include <jansson.h>
 #include "gateway/gateway.h"
-#include "auth/oauth_internal.h"
 #include "qr/hmt1.h"
-#include "qr/endpoints_internal.h"
+#include "qr/http/http.h"
 
 #define QR_RK AUTH_RK
 #define QR_SCANS_CAP 100
@@ -81,7 +82,7 @@ static qr_key_t *qr_from_auth(const auth_key_t *k)
     return q;
 }
 
-void qr_endpoints_gen_free(void *p)
+static void qr_gen_free(void *p)
 {
     qr_gen_t *g = p;
     if (g == NULL)
@@ -97,7 +98,7 @@ void qr_endpoints_gen_free(void *p)
     free(g);
 }
 
-int qr_endpoints_gen_build(const gw_conf_t *conf, void **out, char *err, size_t errsz)
+static int qr_gen_build(const gw_conf_t *conf, void **out, char *err, size_t errsz)
 {
     char dir[4096];
     *out = NULL;
@@ -138,9 +139,10 @@ int qr_endpoints_gen_build(const gw_conf_t *conf, void **out, char *err, size_t 
     snprintf(g->signer_kid_hex, sizeof(g->signer_kid_hex), "%02x%02x%02x%02x", g->signer_kid[0], g->signer_kid[1], g->signer_kid[2],
              g->signer_kid[3]);
     /* the pseudonym secrets: one subkey of the data key (keys.dir/data.key) per scene */
-    const uint8_t *dk = auth_data_key(conf);
+    char dkerr[256];
+    const uint8_t *dk = auth_data_key(conf->keys_dir, dkerr, sizeof(dkerr));
     if (dk == NULL) {
-        snprintf(err, errsz, "the data key (data.key) cannot be loaded");
+        snprintf(err, errsz, "the data key (data.key) cannot be loaded: %s", dkerr);
         goto Error;
     }
     for (unsigned s = 1; s <= QR_SCENE_MAX; ++s) {
@@ -155,16 +157,17 @@ NoMem:
     snprintf(err, errsz, "code keys: out of memory or unusable key");
 Error:
     auth_keyset_free(set);
-    qr_endpoints_gen_free(g);
+    qr_gen_free(g);
     return -1;
 }
 
 /* the token key signing the trust list: built lazily (token keys belong to the generation too) */
 static pthread_mutex_t token_signer_mutex = PTHREAD_MUTEX_INITIALIZER;
 
-static qr_key_t *gen_token_signer(gw_gen_t *gen, const char **kid)
+static qr_key_t *gen_token_signer(gw_req_t *greq, const char **kid)
 {
-    qr_gen_t *g = gen->qr;
+    const gw_gen_t *gen = greq->gen;
+    qr_gen_t *g = gw_family_gen_data(greq);
     qr_key_t *ret = NULL;
     pthread_mutex_lock(&token_signer_mutex);
     if (g->token_signer == NULL && gen->token_keys != NULL) {
@@ -180,18 +183,6 @@ static qr_key_t *gen_token_signer(gw_gen_t *gen, const char **kid)
 
 /* ---- small helpers ----------------------------------------------------------------------------------- */
 
-static int method_is(h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
-
-static void method_not_allowed(gw_req_t *greq, const char *allow)
-{
-    h2o_req_t *req = greq->req;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
-    gw_problem_send(greq, 405, "method-not-allowed", "Method Not Allowed", "this endpoint does not accept this method");
-}
-
 static void send_doc(gw_req_t *greq, int status, json_t *doc)
 {
     char *text = json_dumps(doc, JSON_COMPACT);
@@ -200,29 +191,13 @@ static void send_doc(gw_req_t *greq, int status, json_t *doc)
         gw_problem_send(greq, 500, "internal", "Internal Server Error", "the answer cannot be built");
         return;
     }
-    auth_send_json(greq, status, text, strlen(text));
+    gw_send_json(greq, status, text, strlen(text));
     free(text);
 }
 
 static void unavailable(gw_req_t *greq)
 {
     gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "the city-code store is unavailable right now");
-}
-
-static int store_failed(auth_oreq_t *o, const redisReply *reply, const char *err)
-{
-    if (err != NULL || reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        unavailable(o->greq);
-        return 1;
-    }
-    return 0;
-}
-
-static const char *el(const redisReply *r, size_t i)
-{
-    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
-        return "";
-    return r->element[i]->str;
 }
 
 static char *pool_printf(h2o_mem_pool_t *pool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -246,58 +221,14 @@ static void hex(const uint8_t *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int revoked_cb(void *data, const char *sid, const char *jti)
+/* the process-wide data key (sealed device keys, pseudonym secrets), or NULL (logged) */
+static const uint8_t *data_key(const gw_conf_t *conf)
 {
-    return gw_revocations_check(sid, jti);
-}
-
-/* The verified claims of the request's own bearer token (issued by this gateway) holding SCOPE
- * (NULL: any), or NULL when answered (401 / 403). */
-static auth_claims_t *bearer(gw_req_t *greq, const char *scope)
-{
-    h2o_req_t *req = greq->req;
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    auth_claims_t *cl = h2o_mem_alloc_pool(&req->pool, sizeof(*cl));
-    if (i != -1) {
-        h2o_iovec_t v = req->headers.entries[i].value;
-        if (v.len > 7 && h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")) && greq->gen->verifier != NULL) {
-            auth_reason_t r = auth_verify_bearer(greq->gen->verifier, greq->thread->tokcache, v.base + 7, v.len - 7,
-                                                 (int64_t)time(NULL), revoked_cb, NULL, cl);
-            if (r == AUTH_UNAVAILABLE) {
-                gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "token revocation cannot be checked right now");
-                return NULL;
-            }
-            if (r == AUTH_OK && cl->issuer_index == 0 && strcmp(cl->iss, greq->gen->conf->issuer) == 0) {
-                greq->sub = cl->sub;
-                greq->client_id = cl->client_id;
-                if (scope != NULL && !auth_scope_subset_str(scope, cl->scope)) {
-                    char www[128];
-                    snprintf(www, sizeof(www), "Bearer realm=\"hegate\", error=\"insufficient_scope\", scope=\"%s\"", scope);
-                    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-                                   h2o_strdup(&req->pool, www, SIZE_MAX).base, strlen(www));
-                    gw_problem_send(greq, 403, "forbidden", "Forbidden", "the token does not carry the scope this endpoint needs");
-                    return NULL;
-                }
-                return cl;
-            }
-        }
-    }
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-                   i == -1 ? "Bearer realm=\"hegate\"" : "Bearer realm=\"hegate\", error=\"invalid_token\"",
-                   i == -1 ? strlen("Bearer realm=\"hegate\"") : strlen("Bearer realm=\"hegate\", error=\"invalid_token\""));
-    gw_problem_send(greq, 401, "unauthorized", "Unauthorized", "a valid bearer token is required");
-    return NULL;
-}
-
-/* a resident's token: a sub that is not a client (client_credentials tokens have sub = client_id) */
-static auth_claims_t *resident(gw_req_t *greq, const char *scope)
-{
-    auth_claims_t *cl = bearer(greq, scope);
-    if (cl != NULL && strcmp(cl->sub, cl->client_id) == 0) {
-        gw_problem_send(greq, 403, "forbidden", "Forbidden", "this endpoint needs a resident's token");
-        return NULL;
-    }
-    return cl;
+    char err[256];
+    const uint8_t *dk = auth_data_key(conf->keys_dir, err, sizeof(err));
+    if (dk == NULL)
+        gw_log("error", "city code: data key: %s", err);
+    return dk;
 }
 
 static const char *json_str(json_t *doc, const char *name)
@@ -364,7 +295,7 @@ static qr_body_t *body_parse(gw_req_t *greq, qr_body_kind_t kind)
 
 static qr_gen_t *gen_qr(gw_req_t *greq)
 {
-    qr_gen_t *g = greq->gen->qr;
+    qr_gen_t *g = gw_family_gen_data(greq);
     if (g == NULL)
         gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "no city-code keys are configured");
     return g;
@@ -399,7 +330,7 @@ static void unseal_field(const gw_conf_t *conf, const char *sub, const char *fie
 {
     out[0] = '\0';
     const uint8_t *dk;
-    if (sealed[0] == '\0' || (dk = auth_data_key(conf)) == NULL)
+    if (sealed[0] == '\0' || (dk = data_key(conf)) == NULL)
         return;
     char aad[256];
     snprintf(aad, sizeof(aad), "hegate/user/%s/%s", sub, field);
@@ -471,34 +402,34 @@ static const char lua_verify[] =
  * now, ARGV[2] the credential ttl, ARGV[3] QR_DENY_KEEP. A deny list of the earlier form (a plain set
  * under the old name) is moved over first, each serial scored now + credential ttl (no credential
  * outlives that); then serials whose credentials expired more than QR_DENY_KEEP ago are dropped. */
-#define LUA_DENY_PRELUDE                                                                                                   \
-    "local old = string.sub(KEYS[1], 1, -2)\n"                                                                             \
-    "if redis.call('EXISTS', old) == 1 then\n"                                                                             \
-    "  for _, v in ipairs(redis.call('SMEMBERS', old)) do\n"                                                                \
-    "    redis.call('ZADD', KEYS[1], 'NX', tonumber(ARGV[1]) + tonumber(ARGV[2]), v)\n"                                    \
-    "  end\n"                                                                                                              \
-    "  redis.call('DEL', old)\n"                                                                                           \
-    "end\n"                                                                                                                \
+#define LUA_DENY_PRELUDE                                                                                                           \
+    "local old = string.sub(KEYS[1], 1, -2)\n"                                                                                     \
+    "if redis.call('EXISTS', old) == 1 then\n"                                                                                     \
+    "  for _, v in ipairs(redis.call('SMEMBERS', old)) do\n"                                                                       \
+    "    redis.call('ZADD', KEYS[1], 'NX', tonumber(ARGV[1]) + tonumber(ARGV[2]), v)\n"                                            \
+    "  end\n"                                                                                                                      \
+    "  redis.call('DEL', old)\n"                                                                                                   \
+    "end\n"                                                                                                                        \
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[3])))\n"
 
 /* KEYS: deny, the resident's serials, then the resident's online credentials (one per scene). ARGV: now,
  * credential ttl, keep, serial map prefix. Each serial goes on the deny list scored by its credential's
  * expiry (a serial whose map is gone expired over a day ago: nothing to deny).
  * → the number of serials on the deny list for the resident */
-static const char lua_revoke[] = LUA_DENY_PRELUDE
-    "local n = 0\n"
-    "for _, v in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-    "  local m = ARGV[4] .. v\n"
-    "  if redis.call('EXISTS', m) == 1 then\n"
-    "    local exp = tonumber(redis.call('HGET', m, 'exp') or '') or (tonumber(ARGV[1]) + tonumber(ARGV[2]))\n"
-    "    if exp >= tonumber(ARGV[1]) - tonumber(ARGV[3]) then\n"
-    "      redis.call('ZADD', KEYS[1], 'GT', exp, v)\n"
-    "      n = n + 1\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end\n"
-    "return n\n";
+static const char lua_revoke[] =
+    LUA_DENY_PRELUDE "local n = 0\n"
+                     "for _, v in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+                     "  local m = ARGV[4] .. v\n"
+                     "  if redis.call('EXISTS', m) == 1 then\n"
+                     "    local exp = tonumber(redis.call('HGET', m, 'exp') or '') or (tonumber(ARGV[1]) + tonumber(ARGV[2]))\n"
+                     "    if exp >= tonumber(ARGV[1]) - tonumber(ARGV[3]) then\n"
+                     "      redis.call('ZADD', KEYS[1], 'GT', exp, v)\n"
+                     "      n = n + 1\n"
+                     "    end\n"
+                     "  end\n"
+                     "end\n"
+                     "for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+                     "return n\n";
 
 /* KEYS: deny. ARGV: now, credential ttl, keep → the serials on the deny list */
 static const char lua_deny_list[] = LUA_DENY_PRELUDE "return redis.call('ZRANGE', KEYS[1], 0, -1)\n";
@@ -513,7 +444,6 @@ static const char lua_redeem[] = "local sub = redis.call('GET', KEYS[1])\n"
 static struct {
     gw_store_script_t code_next, cred_store, verify, revoke, deny_list, redeem;
 } scripts;
-static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 static void scripts_init(void)
 {
     gw_store_script_init(&scripts.code_next, lua_code_next);
@@ -526,14 +456,14 @@ static void scripts_init(void)
 
 /* ---- GET /qr/v1/trust ------------------------------------------------------------------------------- */
 
-static void on_trust_deny(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_trust_deny(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     gw_req_t *greq = o->greq;
-    qr_gen_t *g = greq->gen->qr;
+    qr_gen_t *g = gw_family_gen_data(greq);
     const char *kid;
-    qr_key_t *signer = gen_token_signer(greq->gen, &kid);
+    qr_key_t *signer = gen_token_signer(greq, &kid);
     if (signer == NULL) {
         gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "no token key signs the trust list");
         return;
@@ -542,7 +472,7 @@ static void on_trust_deny(auth_oreq_t *o, const redisReply *reply, const char *e
     uint32_t *deny = h2o_mem_alloc_pool(&greq->req->pool, (n + 1) * sizeof(*deny));
     size_t nd = 0;
     for (size_t i = 0; i != n; ++i) {
-        const char *s = el(reply, i);
+        const char *s = gw_reply_str(reply, i);
         char *end;
         unsigned long long v = strtoull(s, &end, 10);
         if (*s != '\0' && *end == '\0' && v <= UINT32_MAX)
@@ -580,7 +510,7 @@ static void trust(gw_req_t *greq)
     const char *args[] = {QR_RK "qrdenyz", pool_printf(pool, "%" PRId64, (int64_t)time(NULL)),
                           pool_printf(pool, "%" PRIu64, (uint64_t)(conf->qr.credential_ttl_ms / 1000)),
                           pool_printf(pool, "%d", QR_DENY_KEEP)};
-    auth_oreq_eval(auth_oreq_new(greq), &scripts.deny_list, on_trust_deny, 1, 4, args, NULL);
+    gw_task_eval(gw_task_new(greq), &scripts.deny_list, on_trust_deny, 1, 4, args, NULL);
 }
 
 /* ---- POST /qr/v1/codes, GET /qr/v1/codes/{scene}.png|svg, POST /qr/v1/credentials ------------------ */
@@ -599,7 +529,7 @@ typedef struct {
     const char *tag;                      /* the cached seal's tail sent with the script, or NULL */
     uint32_t counter;
     int64_t cred_exp;
-    auth_oreq_t *o;
+    gw_task_t *o;
     h2o_timeout_entry_t retry; /* asking again while another request makes the credential */
     unsigned retries;
 } codes_t;
@@ -728,7 +658,7 @@ static devcache_entry_t *devcache_get(const gw_conf_t *conf, const char *sub, un
     size_t cl = 0;
     if (qr_b64url_decode(credtxt, strlen(credtxt), cred, sizeof(cred), &cl) != 0 || cl != HMT1_CRED_LEN)
         return NULL;
-    const uint8_t *dk = auth_data_key(conf);
+    const uint8_t *dk = data_key(conf);
     char aad[256], pem[1024];
     long pl = -1;
     qr_key_t *key = NULL;
@@ -751,7 +681,7 @@ static devcache_entry_t *devcache_get(const gw_conf_t *conf, const char *sub, un
     return e;
 }
 
-static void codes_answer(auth_oreq_t *o)
+static void codes_answer(gw_task_t *o)
 {
     codes_t *c = o->ctx;
     gw_req_t *greq = o->greq;
@@ -823,15 +753,15 @@ static void codes_answer(auth_oreq_t *o)
     h2o_send_inline(req, body.base, body.len);
 }
 
-static void on_cred_stored(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_cred_stored(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     codes_answer(o);
 }
 
-static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *err);
-static void codes_send(auth_oreq_t *o, const char *tag);
+static void on_code_next(gw_task_t *o, const redisReply *reply, const char *err);
+static void codes_send(gw_task_t *o, const char *tag);
 
 static void on_busy_retry(h2o_timeout_entry_t *entry)
 {
@@ -841,7 +771,7 @@ static void on_busy_retry(h2o_timeout_entry_t *entry)
 
 /* The script that finds (or starts) the resident's credential; TAG: the tail of the seal this thread has
  * cached for it (NULL: none), so that Redis answers "same" rather than send them again. */
-static void codes_send(auth_oreq_t *o, const char *tag)
+static void codes_send(gw_task_t *o, const char *tag)
 {
     codes_t *c = o->ctx;
     const gw_conf_t *conf = o->greq->gen->conf;
@@ -857,32 +787,32 @@ static void codes_send(auth_oreq_t *o, const char *tag)
         c->out == OUT_CREDENTIAL ? "new" : "reuse",
         tag != NULL ? tag : "",
     };
-    auth_oreq_eval(o, &scripts.code_next, on_code_next, 3, 6, args, NULL);
+    gw_task_eval(o, &scripts.code_next, on_code_next, 3, 6, args, NULL);
 }
 
-static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_code_next(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     codes_t *c = o->ctx;
     gw_req_t *greq = o->greq;
     h2o_mem_pool_t *pool = &greq->req->pool;
     const gw_conf_t *conf = greq->gen->conf;
-    qr_gen_t *g = greq->gen->qr;
-    const char *what = el(reply, 0);
+    qr_gen_t *g = gw_family_gen_data(greq);
+    const char *what = gw_reply_str(reply, 0);
     if (strcmp(what, "nouser") == 0) {
         gw_problem_send(greq, 403, "forbidden", "Forbidden", "the token does not belong to a resident");
         return;
     }
     if (strcmp(what, "ok") == 0) {
-        devcache_entry_t *e = devcache_get(conf, c->sub, c->scene, el(reply, 1), el(reply, 2), pool);
+        devcache_entry_t *e = devcache_get(conf, c->sub, c->scene, gw_reply_str(reply, 1), gw_reply_str(reply, 2), pool);
         if (e == NULL) {
             gw_problem_send(greq, 500, "internal", "Internal Server Error", "the stored credential cannot be read");
             return;
         }
         memcpy(c->cred, e->cred, HMT1_CRED_LEN);
         c->signer = e->key;
-        c->counter = (uint32_t)strtoul(el(reply, 3), NULL, 10);
+        c->counter = (uint32_t)strtoul(gw_reply_str(reply, 3), NULL, 10);
         codes_answer(o);
         return;
     }
@@ -894,7 +824,7 @@ static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *er
         }
         memcpy(c->cred, e->cred, HMT1_CRED_LEN);
         c->signer = e->key;
-        c->counter = (uint32_t)strtoul(el(reply, 1), NULL, 10);
+        c->counter = (uint32_t)strtoul(gw_reply_str(reply, 1), NULL, 10);
         codes_answer(o);
         return;
     }
@@ -912,7 +842,7 @@ static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *er
         return;
     }
     /* a new credential: serial, pseudonym, entitlements, device key */
-    unsigned long long serial = strtoull(el(reply, 1), NULL, 10);
+    unsigned long long serial = strtoull(gw_reply_str(reply, 1), NULL, 10);
     if (serial == 0 || serial > UINT32_MAX) {
         gw_problem_send(greq, 503, "unavailable", "Service Unavailable", "credential serials are exhausted");
         return;
@@ -923,7 +853,7 @@ static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *er
     qr_pseudonym(g->scene_secret[c->scene], 32, g->signer_kid, cr.serial, c->sub, strlen(c->sub), cr.pseudonym);
     if (c->scene == QR_SCENE_TRANSIT || c->scene == QR_SCENE_TOURISM) {
         qr_transit_t t = {.fare_class = 1, .concessions = 0, .operator_id = 1, .offline_cap_fen = 2000};
-        const char *fc = el(reply, 2), *cc = el(reply, 3);
+        const char *fc = gw_reply_str(reply, 2), *cc = gw_reply_str(reply, 3);
         if (*fc != '\0')
             t.fare_class = (uint8_t)strtoul(fc, NULL, 10);
         if (*cc != '\0')
@@ -934,7 +864,7 @@ static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *er
     if (c->out == OUT_CREDENTIAL) {
         memcpy(cr.device_key, c->device_point, HMT1_POINT_LEN);
     } else {
-        const uint8_t *dk = auth_data_key(conf);
+        const uint8_t *dk = data_key(conf);
         char aad[256], pem[1024];
         snprintf(aad, sizeof(aad), "hegate/qr/%s/%s/dev", c->sub, qr_scene_name(c->scene));
         size_t pl = 0;
@@ -971,17 +901,17 @@ static void on_code_next(auth_oreq_t *o, const redisReply *reply, const char *er
         pool_printf(pool, "%llu", serial),
     };
     free(sealed_dev);
-    auth_oreq_eval(o, &scripts.cred_store, on_cred_stored, 3, 10, args, NULL);
+    gw_task_eval(o, &scripts.cred_store, on_cred_stored, 3, 10, args, NULL);
 }
 
 static void codes_start(gw_req_t *greq, const char *sub, unsigned scene, qr_out_t out, const uint8_t *device_point)
 {
-    qr_gen_t *g = greq->gen->qr;
+    qr_gen_t *g = gw_family_gen_data(greq);
     if (scene == 0 || (g->scenes & QR_SCENE_BIT(scene)) == 0) {
         gw_problem_send(greq, 400, "bad-request", "Bad Request", "unknown or disabled scene");
         return;
     }
-    auth_oreq_t *o = auth_oreq_new(greq);
+    gw_task_t *o = gw_task_new(greq);
     codes_t *c = h2o_mem_alloc_shared(&greq->req->pool, sizeof(*c), codes_dispose);
     memset(c, 0, sizeof(*c));
     o->ctx = c;
@@ -1003,15 +933,19 @@ static void codes_start(gw_req_t *greq, const char *sub, unsigned scene, qr_out_
 
 static void codes_post(gw_req_t *greq)
 {
-    auth_claims_t *cl;
+    const auth_claims_t *cl = greq->claims; /* checked by the pipeline (the table below) */
     qr_body_t *b;
-    if (gen_qr(greq) == NULL || (cl = resident(greq, "qr")) == NULL || (b = body_parse(greq, QR_BODY_CODES)) == NULL)
+    if (gen_qr(greq) == NULL || (b = body_parse(greq, QR_BODY_CODES)) == NULL)
         return;
     codes_start(greq, cl->sub, b->scene, OUT_JSON, NULL);
 }
 
-static void codes_image(gw_req_t *greq, const char *name, size_t nl)
+/* GET /qr/v1/codes/{scene}.png|svg */
+static void codes_image(gw_req_t *greq)
 {
+    h2o_iovec_t path = greq->req->path_normalized;
+    const char *name = path.base + sizeof("/qr/v1/codes/") - 1;
+    size_t nl = path.len - (sizeof("/qr/v1/codes/") - 1);
     qr_out_t out;
     if (nl > 4 && memcmp(name + nl - 4, ".png", 4) == 0)
         out = OUT_PNG;
@@ -1033,17 +967,17 @@ static void codes_image(gw_req_t *greq, const char *name, size_t nl)
         gw_problem_send(greq, 404, "not-found", "Not Found", "no such scene");
         return;
     }
-    auth_claims_t *cl;
-    if (gen_qr(greq) == NULL || (cl = resident(greq, "qr")) == NULL)
+    const auth_claims_t *cl = greq->claims; /* checked by the pipeline (the table below) */
+    if (gen_qr(greq) == NULL)
         return;
     codes_start(greq, cl->sub, scene, out, NULL);
 }
 
 static void credentials_post(gw_req_t *greq)
 {
-    auth_claims_t *cl;
+    const auth_claims_t *cl = greq->claims; /* checked by the pipeline (the table below) */
     qr_body_t *b;
-    if (gen_qr(greq) == NULL || (cl = resident(greq, "qr")) == NULL || (b = body_parse(greq, QR_BODY_CREDENTIALS)) == NULL)
+    if (gen_qr(greq) == NULL || (b = body_parse(greq, QR_BODY_CREDENTIALS)) == NULL)
         return;
     codes_start(greq, cl->sub, b->scene, OUT_CREDENTIAL, b->device_point);
 }
@@ -1097,13 +1031,13 @@ static void verify_answer(gw_req_t *greq, verify_t *v, json_t *claims)
     send_doc(greq, 200, doc);
 }
 
-static void on_verified(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_verified(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     gw_req_t *greq = o->greq;
     verify_t *v = o->ctx;
-    v->reason = reason_from_name(el(reply, 0));
+    v->reason = reason_from_name(gw_reply_str(reply, 0));
     if (v->reason == QR_UNAVAILABLE) {
         unavailable(greq);
         return;
@@ -1113,7 +1047,7 @@ static void on_verified(auth_oreq_t *o, const redisReply *reply, const char *err
         return;
     }
     const gw_conf_t *conf = greq->gen->conf;
-    const char *sub = el(reply, 1);
+    const char *sub = gw_reply_str(reply, 1);
     json_t *claims = json_object();
     char buf[256], masked[256], hx[2 * HMT1_ENTITLEMENTS_LEN + 1];
     const char *role = v->role;
@@ -1129,7 +1063,7 @@ static void on_verified(auth_oreq_t *o, const redisReply *reply, const char *err
         static const char *const kinds[] = {"card:transit", "card:bus", "card:metro"};
         json_t *card = json_null();
         for (size_t i = 0; i != 3; ++i) {
-            unseal_field(conf, sub, kinds[i], el(reply, 5 + i), buf, sizeof(buf));
+            unseal_field(conf, sub, kinds[i], gw_reply_str(reply, 5 + i), buf, sizeof(buf));
             if (buf[0] != '\0') {
                 mask_tail(buf, masked, sizeof(masked));
                 json_decref(card);
@@ -1142,15 +1076,16 @@ static void on_verified(auth_oreq_t *o, const redisReply *reply, const char *err
         hex(v->code.entitlements, HMT1_ENTITLEMENTS_LEN, hx);
         json_object_set_new(claims, "entitlements", json_string(hx));
     } else if (strcmp(role, "medical") == 0) {
-        json_object_set_new(claims, "name", json_string(el(reply, 2)));
-        unseal_field(conf, sub, "card:social", el(reply, 8), buf, sizeof(buf));
+        json_object_set_new(claims, "name", json_string(gw_reply_str(reply, 2)));
+        unseal_field(conf, sub, "card:social", gw_reply_str(reply, 8), buf, sizeof(buf));
         mask_tail(buf, masked, sizeof(masked));
         json_object_set_new(claims, "social_card", buf[0] != '\0' ? json_string(masked) : json_null());
-        json_object_set_new(claims, "insurance_status", json_string(*el(reply, 9) != '\0' ? el(reply, 9) : "unknown"));
+        json_object_set_new(claims, "insurance_status",
+                            json_string(*gw_reply_str(reply, 9) != '\0' ? gw_reply_str(reply, 9) : "unknown"));
     } else if (strcmp(role, "government") == 0) {
-        unseal_field(conf, sub, "name", el(reply, 3), buf, sizeof(buf));
+        unseal_field(conf, sub, "name", gw_reply_str(reply, 3), buf, sizeof(buf));
         json_object_set_new(claims, "name", json_string(buf));
-        unseal_field(conf, sub, "id_number", el(reply, 4), buf, sizeof(buf));
+        unseal_field(conf, sub, "id_number", gw_reply_str(reply, 4), buf, sizeof(buf));
         mask_id(buf, masked, sizeof(masked));
         json_object_set_new(claims, "id_number", json_string(masked));
     } else if (strcmp(role, "merchant") == 0) {
@@ -1163,13 +1098,13 @@ static void on_verified(auth_oreq_t *o, const redisReply *reply, const char *err
 
 static void verify_post(gw_req_t *greq)
 {
-    auth_claims_t *cl;
+    const auth_claims_t *cl = greq->claims; /* checked by the pipeline (the table below) */
     qr_body_t *b;
     qr_gen_t *g;
-    if ((g = gen_qr(greq)) == NULL || (cl = bearer(greq, "qr.verify")) == NULL)
+    if ((g = gen_qr(greq)) == NULL)
         return;
     const gw_conf_t *conf = greq->gen->conf;
-    const gw_client_conf_t *client = auth_client_find(conf, cl->client_id);
+    const gw_client_conf_t *client = gw_conf_client(conf, cl->client_id);
     if (strcmp(cl->sub, cl->client_id) != 0 || client == NULL || client->roles.n == 0) {
         gw_problem_send(greq, 403, "forbidden", "Forbidden", "only a scanner client with a role may verify codes");
         return;
@@ -1212,7 +1147,7 @@ static void verify_post(gw_req_t *greq)
     char kh[9];
     hex(v->code.kid, HMT1_KID_LEN, kh);
     int64_t keep = qr_code_valid_until(&v->code) - now + 1;
-    auth_oreq_t *o = auth_oreq_new(greq);
+    gw_task_t *o = gw_task_new(greq);
     o->ctx = v;
     const char *args[] = {
         QR_RK "qrdenyz",
@@ -1234,14 +1169,14 @@ static void verify_post(gw_req_t *greq)
         pool_printf(pool, "%d", QR_SCANS_CAP),
         pool_printf(pool, "%d", QR_PAYTOK_TTL),
     };
-    auth_oreq_eval(o, &scripts.verify, on_verified, 4, 18, args, NULL);
+    gw_task_eval(o, &scripts.verify, on_verified, 4, 18, args, NULL);
 }
 
 /* ---- POST /qr/v1/credentials/revoke, GET /qr/v1/scans, POST /qr/v1/redeem ------------------------------ */
 
-static void on_revoked(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_revoked(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     json_t *doc = json_object();
     json_object_set_new(doc, "revoked", json_integer(reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0));
@@ -1250,8 +1185,8 @@ static void on_revoked(auth_oreq_t *o, const redisReply *reply, const char *err)
 
 static void revoke_post(gw_req_t *greq)
 {
-    auth_claims_t *cl;
-    if (gen_qr(greq) == NULL || (cl = resident(greq, NULL)) == NULL)
+    const auth_claims_t *cl = greq->claims; /* checked by the pipeline (the table below) */
+    if (gen_qr(greq) == NULL)
         return;
     h2o_mem_pool_t *pool = &greq->req->pool;
     const char *args[2 + QR_SCENE_MAX + 4];
@@ -1263,16 +1198,16 @@ static void revoke_post(gw_req_t *greq)
     args[3 + QR_SCENE_MAX] = pool_printf(pool, "%" PRIu64, (uint64_t)(greq->gen->conf->qr.credential_ttl_ms / 1000));
     args[4 + QR_SCENE_MAX] = pool_printf(pool, "%d", QR_DENY_KEEP);
     args[5 + QR_SCENE_MAX] = QR_RK "qrs:";
-    auth_oreq_eval(auth_oreq_new(greq), &scripts.revoke, on_revoked, 2 + QR_SCENE_MAX, 2 + QR_SCENE_MAX + 4, args, NULL);
+    gw_task_eval(gw_task_new(greq), &scripts.revoke, on_revoked, 2 + QR_SCENE_MAX, 2 + QR_SCENE_MAX + 4, args, NULL);
 }
 
-static void on_scans(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_scans(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     json_t *doc = json_object(), *list = json_array();
     for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i != reply->elements; ++i) {
-        const char *s = el(reply, i);
+        const char *s = gw_reply_str(reply, i);
         json_t *e = json_loads(s, 0, NULL);
         if (json_is_object(e))
             json_array_append(list, e);
@@ -1284,22 +1219,20 @@ static void on_scans(auth_oreq_t *o, const redisReply *reply, const char *err)
 
 static void scans_get(gw_req_t *greq)
 {
-    auth_claims_t *cl;
-    if ((cl = resident(greq, NULL)) == NULL)
-        return;
+    const auth_claims_t *cl = greq->claims; /* checked by the pipeline (the table below) */
     char cap[16];
     snprintf(cap, sizeof(cap), "%d", QR_SCANS_CAP - 1);
     const char *argv[] = {"LRANGE", pool_printf(&greq->req->pool, QR_RK "qrscans:%s", cl->sub), "0",
                           h2o_strdup(&greq->req->pool, cap, SIZE_MAX).base};
-    auth_oreq_command(auth_oreq_new(greq), on_scans, 4, argv, NULL);
+    gw_task_command(gw_task_new(greq), on_scans, 4, argv, NULL);
 }
 
-static void on_redeemed(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_redeemed(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     gw_req_t *greq = o->greq;
-    const char *sub = el(reply, 0), *cards = el(reply, 1);
+    const char *sub = gw_reply_str(reply, 0), *cards = gw_reply_str(reply, 1);
     if (*sub == '\0') {
         json_t *doc = json_object();
         json_object_set_new(doc, "error", json_string("invalid_token"));
@@ -1319,7 +1252,7 @@ static void on_redeemed(auth_oreq_t *o, const redisReply *reply, const char *err
         if (*p == ',')
             ++p;
     }
-    const uint8_t *dk = auth_data_key(greq->gen->conf);
+    const uint8_t *dk = data_key(greq->gen->conf);
     if (kind[0] == '\0' || dk == NULL) {
         json_t *doc = json_object();
         json_object_set_new(doc, "error", json_string("no_funding_card"));
@@ -1341,10 +1274,8 @@ static void on_redeemed(auth_oreq_t *o, const redisReply *reply, const char *err
 
 static void redeem_post(gw_req_t *greq)
 {
-    auth_claims_t *cl;
+    const auth_claims_t *cl = greq->claims; /* checked by the pipeline (the table below) */
     qr_body_t *b;
-    if ((cl = bearer(greq, "payment.redeem")) == NULL)
-        return;
     if (strcmp(cl->sub, cl->client_id) != 0) {
         gw_problem_send(greq, 403, "forbidden", "Forbidden", "only the payment back end's client token may redeem");
         return;
@@ -1355,55 +1286,64 @@ static void redeem_post(gw_req_t *greq)
     auth_sha256_hex(b->payment_token, strlen(b->payment_token), h);
     OPENSSL_cleanse(b->payment_token, sizeof(b->payment_token));
     const char *args[] = {pool_printf(&greq->req->pool, QR_RK "qrpay:%s", h), AUTH_RK_USER};
-    auth_oreq_eval(auth_oreq_new(greq), &scripts.redeem, on_redeemed, 1, 2, args, NULL);
+    gw_task_eval(gw_task_new(greq), &scripts.redeem, on_redeemed, 1, 2, args, NULL);
 }
 
 /* ---- dispatch -------------------------------------------------------------------------------------- */
 
-int qr_endpoints_handle(gw_req_t *greq)
+/* ---- the /qr/v1 family -------------------------------------------------------------------------------- */
+
+static const char *const scope_qr[] = {"qr", NULL}, *const scope_verify[] = {"qr.verify", NULL},
+                         *const scope_redeem[] = {"payment.redeem", NULL};
+
+#define RESIDENT (GW_AUTH_BEARER | GW_AUTH_OWN | GW_AUTH_RESIDENT)
+
+static gw_endpoint_t qr_endpoints[] = {
+    {.name = "trust", .path = "trust", .methods = GW_M_GET, .handle = trust},
+    {.name = "scans", .path = "scans", .methods = GW_M_GET, .auth = RESIDENT, .handle = scans_get},
+    {.name = "codes", .path = "codes", .methods = GW_M_POST, .auth = RESIDENT, .scopes = scope_qr, .handle = codes_post},
+    {.name = "code-image",
+     .path = "codes/",
+     .subtree = 1,
+     .methods = GW_M_GET,
+     .auth = RESIDENT,
+     .scopes = scope_qr,
+     .handle = codes_image},
+    {.name = "verify",
+     .path = "verify",
+     .methods = GW_M_POST,
+     .auth = GW_AUTH_BEARER | GW_AUTH_OWN,
+     .scopes = scope_verify,
+     .handle = verify_post},
+    {.name = "credentials",
+     .path = "credentials",
+     .methods = GW_M_POST,
+     .auth = RESIDENT,
+     .scopes = scope_qr,
+     .handle = credentials_post},
+    {.name = "credentials-revoke", .path = "credentials/revoke", .methods = GW_M_POST, .auth = RESIDENT, .handle = revoke_post},
+    {.name = "redeem",
+     .path = "redeem",
+     .methods = GW_M_POST,
+     .auth = GW_AUTH_BEARER | GW_AUTH_OWN,
+     .scopes = scope_redeem,
+     .handle = redeem_post},
+};
+
+static gw_family_t qr_family = {
+    .name = "qr",
+    .prefix = "/qr/v1",
+    .owns_prefix = 1,
+    .not_found = "no such city-code endpoint",
+    .errors = GW_ERRORS_PROBLEM,
+    .endpoints = qr_endpoints,
+    .num_endpoints = sizeof(qr_endpoints) / sizeof(qr_endpoints[0]),
+    .init = scripts_init,
+    .gen_build = qr_gen_build,
+    .gen_free = qr_gen_free,
+};
+
+void qr_http_register(void)
 {
-    h2o_req_t *req = greq->req;
-    h2o_iovec_t path = req->path_normalized;
-    if (path.len < 7 || memcmp(path.base, "/qr/v1/", 7) != 0)
-        return -1;
-    pthread_once(&scripts_once, scripts_init);
-    const char *name = path.base + 7;
-    size_t nl = path.len - 7;
-#define IS(s) h2o_memis(name, nl, H2O_STRLIT(s))
-    if (req->entity.base != NULL && req->entity.len > greq->gen->conf->limits.body_bytes) {
-        gw_problem_send(greq, 413, "too-large", "Content Too Large", "the request body exceeds the gateway's limit");
-        return 0;
-    }
-    if (IS("trust") || IS("scans") || (nl > 6 && memcmp(name, "codes/", 6) == 0)) {
-        if (!method_is(req, "GET")) {
-            method_not_allowed(greq, "GET");
-        } else if (IS("trust")) {
-            trust(greq);
-        } else if (IS("scans")) {
-            scans_get(greq);
-        } else {
-            codes_image(greq, name + 6, nl - 6);
-        }
-        return 0;
-    }
-    if (!IS("codes") && !IS("verify") && !IS("credentials") && !IS("credentials/revoke") && !IS("redeem")) {
-        gw_problem_send(greq, 404, "not-found", "Not Found", "no such city-code endpoint");
-        return 0;
-    }
-    if (!method_is(req, "POST")) {
-        method_not_allowed(greq, "POST");
-        return 0;
-    }
-    if (IS("codes"))
-        codes_post(greq);
-    else if (IS("verify"))
-        verify_post(greq);
-    else if (IS("credentials"))
-        credentials_post(greq);
-    else if (IS("credentials/revoke"))
-        revoke_post(greq);
-    else
-        redeem_post(greq);
-#undef IS
-    return 0;
+    gw_family_register(&qr_family);
 }

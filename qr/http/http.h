@@ -1,13 +1,17 @@
 /*
- * qr/endpoints_internal.h — what qr/endpoints.c exposes besides its handlers, for tests and fuzzing
- * only (tests/fuzz/fuzz_qr_json.c): the parsing of the /qr/v1 request bodies, apart from any request.
+ * qr/http/http.h — the city code's HTTP side (SPEC §7.3): the /qr/v1 endpoint family on top of the
+ * qr/ library and the gateway's interface. main.c registers the family; the body parser is public
+ * for the fuzz target (tests/fuzz/fuzz_qr_json.c), apart from any request.
  */
-#ifndef hegate_qr_endpoints_internal_h
-#define hegate_qr_endpoints_internal_h
+#ifndef hegate_qr_http_h
+#define hegate_qr_http_h
 
 #include <stddef.h>
 #include <stdint.h>
 #include "qr/hmt1.h"
+
+/* Registers the /qr/v1 family (start-up, before gw_server_run). */
+void qr_http_register(void);
 
 #define QR_BODY_MAX 4096 /* bytes of JSON accepted by any /qr/v1 endpoint */
 

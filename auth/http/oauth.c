@@ -17,17 +17,16 @@
 #include <time.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include "auth/oauth_internal.h"
+#include "auth/http/internal.h"
 
 /* ---- scripts ------------------------------------------------------------------------------------ */
 
-static const char lua_login_lookup[] =
-    "local f = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
-    "local ttl = redis.call('TTL', KEYS[1])\n"
-    "local sub = redis.call('GET', KEYS[2])\n"
-    "local pw = false\n"
-    "if sub then pw = redis.call('HGET', ARGV[1] .. sub, 'pw') end\n"
-    "return {f, ttl, sub or '', pw or ''}\n";
+static const char lua_login_lookup[] = "local f = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+                                       "local ttl = redis.call('TTL', KEYS[1])\n"
+                                       "local sub = redis.call('GET', KEYS[2])\n"
+                                       "local pw = false\n"
+                                       "if sub then pw = redis.call('HGET', ARGV[1] .. sub, 'pw') end\n"
+                                       "return {f, ttl, sub or '', pw or ''}\n";
 
 static const char lua_login_fail[] = "local n = redis.call('INCR', KEYS[1])\n"
                                      "if n == 1 or n == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
@@ -48,7 +47,9 @@ static const char lua_code_create[] =
     "redis.call('EXPIRE', KEYS[1], ARGV[8])\n"
     "return 1\n";
 
-#define LUA_HASH "local v = redis.call('HGETALL', KEYS[1])\n if #v == 0 then return {'invalid'} end\n local h = {}\n for i = 1, #v, 2 do h[v[i]] = v[i + 1] end\n"
+#define LUA_HASH                                                                                                                   \
+    "local v = redis.call('HGETALL', KEYS[1])\n if #v == 0 then return {'invalid'} end\n local h = {}\n for i = 1, #v, 2 do "      \
+    "h[v[i]] = v[i + 1] end\n"
 /* Expiry: every code, refresh token and session carries 'exp' (unix seconds on the issuing gateway's
  * clock) beside its Redis TTL, and the scripts compare it with the calling gateway's NOW: whichever
  * comes first ends it, so the limits of SPEC §6 hold on the gateway's clock too (and can be tested by
@@ -179,14 +180,13 @@ typedef struct {
     unsigned next;
 } oauth_thread_t;
 
-void auth_oauth_thread_init(gw_thread_t *thread)
+static void *oauth_thread_init(gw_thread_t *thread)
 {
     oauth_thread_t *t = calloc(1, sizeof(*t));
     if (t == NULL)
         abort();
     auth_kdf_port_init(&t->kdf, thread->ctx.queue);
-    thread->oauth = t;
-    auth_scripts();
+    return t;
 }
 
 static void secret_digest(const gw_client_conf_t *c, const char *secret, size_t len, uint8_t out[32])
@@ -201,104 +201,38 @@ static void secret_digest(const gw_client_conf_t *c, const char *secret, size_t 
     EVP_MD_CTX_free(md);
 }
 
-/* ---- async request state ---------------------------------------------------------------------------- */
+/* ---- password checks off the loop ------------------------------------------------------------------- */
 
-static void oreq_dispose(void *p)
+static void kdf_cancel(void *job)
 {
-    auth_oreq_t *o = p;
-    if (o->pending != NULL)
-        gw_store_cancel(o->pending);
-    if (o->job != NULL)
-        auth_kdf_cancel(o->job);
+    auth_kdf_cancel(job);
 }
 
-auth_oreq_t *auth_oreq_new(gw_req_t *greq)
+static void task_on_kdf(void *data, int result)
 {
-    auth_oreq_t *o = h2o_mem_alloc_shared(&greq->req->pool, sizeof(*o), oreq_dispose);
-    memset(o, 0, sizeof(*o));
-    o->greq = greq;
-    return o;
+    gw_task_t *t = data;
+    t->job = NULL;
+    t->job_cb(t, result);
 }
 
-static void oreq_on_store(void *data, const redisReply *reply, const char *err)
+int auth_task_kdf(gw_task_t *t, const char *hash, const char *pw, size_t len, gw_task_job_cb cb)
 {
-    auth_oreq_t *o = data;
-    o->pending = NULL;
-    o->store_cb(o, reply, err);
-}
-
-void auth_oreq_command(auth_oreq_t *o, auth_oreq_store_cb cb, int argc, const char *const *argv, const size_t *lens)
-{
-    gw_store_t *store = o->greq->thread->store;
-    if (store == NULL) {
-        cb(o, NULL, GW_STORE_ERR_DOWN);
-        return;
-    }
-    o->store_cb = cb;
-    o->pending = gw_store_command(store, oreq_on_store, o, argc > 1 ? 1 : GW_STORE_NO_KEY, argc, argv, lens);
-}
-
-void auth_oreq_eval(auth_oreq_t *o, const gw_store_script_t *script, auth_oreq_store_cb cb, int numkeys, int nargs,
-                    const char *const *args, const size_t *lens)
-{
-    gw_store_t *store = o->greq->thread->store;
-    if (store == NULL) {
-        cb(o, NULL, GW_STORE_ERR_DOWN);
-        return;
-    }
-    o->store_cb = cb;
-    o->pending = gw_store_evalsha(store, script, oreq_on_store, o, numkeys, nargs, args, lens);
-}
-
-static void oreq_on_kdf(void *data, int result)
-{
-    auth_oreq_t *o = data;
-    o->job = NULL;
-    o->kdf_cb(o, result);
-}
-
-int auth_oreq_kdf(auth_oreq_t *o, const char *hash, const char *pw, size_t len, auth_oreq_kdf_cb cb)
-{
-    oauth_thread_t *t = o->greq->thread->oauth;
-    o->kdf_cb = cb;
-    o->job = auth_kdf_verify_async(&t->kdf, hash, pw, len, oreq_on_kdf, o);
-    return o->job != NULL ? 0 : -1;
+    oauth_thread_t *ot = gw_family_thread_data(t->greq);
+    t->job_cb = cb;
+    t->job_cancel = kdf_cancel;
+    t->job = auth_kdf_verify_async(&ot->kdf, hash, pw, len, task_on_kdf, t);
+    return t->job != NULL ? 0 : -1;
 }
 
 /* ---- small helpers ------------------------------------------------------------------------------------ */
 
-static pthread_mutex_t data_key_mutex = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t data_key[AUTH_DATA_KEY_LEN];
-static char *data_key_dir;
-
-const uint8_t *auth_data_key(const gw_conf_t *conf)
+const uint8_t *auth_service_data_key(const gw_conf_t *conf)
 {
-    const uint8_t *ret = NULL;
-    pthread_mutex_lock(&data_key_mutex);
-    if (data_key_dir != NULL && strcmp(data_key_dir, conf->keys_dir) == 0) {
-        ret = data_key;
-    } else {
-        char err[512];
-        if (auth_data_key_load(conf->keys_dir, 1, data_key, err, sizeof(err)) == 0) {
-            free(data_key_dir);
-            data_key_dir = strdup(conf->keys_dir);
-            ret = data_key_dir != NULL ? data_key : NULL;
-        } else {
-            gw_log("error", "identity: data key: %s", err);
-        }
-    }
-    pthread_mutex_unlock(&data_key_mutex);
-    return ret;
-}
-
-const gw_client_conf_t *auth_client_find(const gw_conf_t *conf, const char *id)
-{
-    if (id == NULL)
-        return NULL;
-    for (size_t i = 0; i != conf->num_clients; ++i)
-        if (strcmp(conf->clients[i].id, id) == 0)
-            return &conf->clients[i];
-    return NULL;
+    char err[512];
+    const uint8_t *dk = auth_data_key(conf->keys_dir, err, sizeof(err));
+    if (dk == NULL)
+        gw_log("error", "identity: data key: %s", err);
+    return dk;
 }
 
 int auth_strlist_has(const gw_strlist_t *l, const char *s)
@@ -366,48 +300,16 @@ int auth_scope_subset_str(const char *scope, const char *allowed)
     return scope_words(scope, word_in_str, (void *)allowed) == 1;
 }
 
-static void add_no_store(h2o_req_t *req)
-{
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("pragma"), 0, NULL, H2O_STRLIT("no-cache"));
-}
-
-void auth_send_json(gw_req_t *greq, int status, const char *text, size_t len)
-{
-    h2o_req_t *req = greq->req;
-    req->res.status = status;
-    req->res.reason = status == 200 ? "OK" : status == 400 ? "Bad Request" : status == 401 ? "Unauthorized" : "Error";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
-    add_no_store(req);
-    gw_req_add_common_headers(greq);
-    req->res.content_length = len; /* HTTP/1.1: framed by length, so the connection stays open even after an error */
-    h2o_send_inline(req, text, len);
-}
-
 static void send_json_doc(gw_req_t *greq, int status, json_t *doc)
 {
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     if (text == NULL) {
-        auth_oauth_error(greq, 500, "server_error", "the answer cannot be built");
+        gw_oauth_error(greq, 500, "server_error", "the answer cannot be built");
         return;
     }
-    auth_send_json(greq, status, text, strlen(text));
+    gw_send_json(greq, status, text, strlen(text));
     free(text);
-}
-
-void auth_oauth_error(gw_req_t *greq, int status, const char *error, const char *description)
-{
-    char buf[512];
-    int n = snprintf(buf, sizeof(buf), "{\"error\":\"%s\",\"error_description\":\"%s\"}", error, description);
-    h2o_req_t *req = greq->req;
-    if (status == 401 && strcmp(error, "invalid_client") == 0)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Basic realm=\"hegate\""));
-    else if (status == 401 || status == 403) {
-        const char *www = status == 401 ? "Bearer realm=\"hegate\", error=\"invalid_token\"" : "Bearer realm=\"hegate\", error=\"insufficient_scope\"";
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, www, strlen(www));
-    }
-    auth_send_json(greq, status, buf, (size_t)n);
 }
 
 void auth_send_no_content(gw_req_t *greq)
@@ -415,7 +317,7 @@ void auth_send_no_content(gw_req_t *greq)
     h2o_req_t *req = greq->req;
     req->res.status = 200;
     req->res.reason = "OK";
-    add_no_store(req);
+    gw_add_no_store(req);
     gw_req_add_common_headers(greq);
     req->res.content_length = 0;
     h2o_send_inline(req, "", 0);
@@ -427,7 +329,7 @@ void auth_redirect(gw_req_t *greq, const char *location)
     req->res.status = 302;
     req->res.reason = "Found";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, location, strlen(location));
-    add_no_store(req);
+    gw_add_no_store(req);
     gw_req_add_common_headers(greq);
     req->res.content_length = 0;
     h2o_send_inline(req, "", 0);
@@ -505,7 +407,7 @@ void auth_count_issued(gw_thread_t *thread, const char *grant)
 /* ---- client authentication (token, revoke, introspect) --------------------------------------------------- */
 
 typedef struct cauth cauth_t;
-typedef void (*cauth_cb)(auth_oreq_t *o, const gw_client_conf_t *client);
+typedef void (*cauth_cb)(gw_task_t *o, const gw_client_conf_t *client);
 
 struct cauth {
     auth_form_t form;
@@ -517,18 +419,18 @@ struct cauth {
     const char *grant;
 };
 
-static void cauth_on_kdf(auth_oreq_t *o, int result)
+static void cauth_on_kdf(gw_task_t *o, int result)
 {
     cauth_t *c = o->ctx;
     if (result < 0) {
-        auth_oauth_error(o->greq, 500, "server_error", "the client secret cannot be checked right now");
+        gw_oauth_error(o->greq, 500, "server_error", "the client secret cannot be checked right now");
         return;
     }
     if (result == 0) {
-        auth_oauth_error(o->greq, 401, "invalid_client", "client authentication failed");
+        gw_oauth_error(o->greq, 401, "invalid_client", "client authentication failed");
         return;
     }
-    oauth_thread_t *t = o->greq->thread->oauth;
+    oauth_thread_t *t = gw_family_thread_data(o->greq);
     unsigned i = t->next++ % SECRET_CACHE;
     memcpy(t->secrets[i].digest, c->digest, 32);
     t->secrets[i].until = h2o_now(o->greq->thread->loop) + SECRET_CACHE_MS;
@@ -537,7 +439,7 @@ static void cauth_on_kdf(auth_oreq_t *o, int result)
 
 /* Parses the form and authenticates the client (Basic for confidential clients, client_id in the body
  * for public ones unless CONFIDENTIAL_ONLY), then calls NEXT. Answers errors itself. */
-static void client_authenticate(auth_oreq_t *o, int confidential_only, cauth_cb next)
+static void client_authenticate(gw_task_t *o, int confidential_only, cauth_cb next)
 {
     gw_req_t *greq = o->greq;
     h2o_req_t *req = greq->req;
@@ -546,12 +448,12 @@ static void client_authenticate(auth_oreq_t *o, int confidential_only, cauth_cb 
     o->ctx = c;
     c->next = next;
     if (!auth_form_content_type_ok(req)) {
-        auth_oauth_error(greq, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
+        gw_oauth_error(greq, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
         return;
     }
     if (req->entity.len > AUTH_FORM_MAX_BYTES ||
         auth_form_parse(&req->pool, req->entity.base != NULL ? req->entity.base : "", req->entity.len, &c->form) != 0) {
-        auth_oauth_error(greq, 400, "invalid_request", "the form is malformed or too large");
+        gw_oauth_error(greq, 400, "invalid_request", "the form is malformed or too large");
         return;
     }
     const char *bid = NULL, *bsecret = NULL;
@@ -559,17 +461,17 @@ static void client_authenticate(auth_oreq_t *o, int confidential_only, cauth_cb 
     int basic = auth_basic_parse(req, &bid, &bsecret, &bsecret_len);
     const char *fid = auth_form_get(&c->form, "client_id");
     if (basic < 0 || auth_form_get(&c->form, "client_secret") != NULL) {
-        auth_oauth_error(greq, 401, "invalid_client", "client authentication failed (use client_secret_basic)");
+        gw_oauth_error(greq, 401, "invalid_client", "client authentication failed (use client_secret_basic)");
         return;
     }
     if (basic == 1 && fid != NULL && strcmp(fid, bid) != 0) {
-        auth_oauth_error(greq, 400, "invalid_request", "client_id differs from the authenticated client");
+        gw_oauth_error(greq, 400, "invalid_request", "client_id differs from the authenticated client");
         return;
     }
     const char *cid = basic == 1 ? bid : fid;
-    const gw_client_conf_t *client = auth_client_find(greq->gen->conf, cid);
+    const gw_client_conf_t *client = gw_conf_client(greq->gen->conf, cid);
     if (client == NULL || (client->secret_hash != NULL) != (basic == 1) || (confidential_only && client->secret_hash == NULL)) {
-        auth_oauth_error(greq, 401, "invalid_client", "client authentication failed");
+        gw_oauth_error(greq, 401, "invalid_client", "client authentication failed");
         return;
     }
     c->client = client;
@@ -578,7 +480,7 @@ static void client_authenticate(auth_oreq_t *o, int confidential_only, cauth_cb 
         next(o, client);
         return;
     }
-    oauth_thread_t *t = greq->thread->oauth;
+    oauth_thread_t *t = gw_family_thread_data(greq);
     uint64_t now = h2o_now(greq->thread->loop);
     secret_digest(client, bsecret, bsecret_len, c->digest);
     for (unsigned i = 0; i != SECRET_CACHE; ++i)
@@ -586,20 +488,20 @@ static void client_authenticate(auth_oreq_t *o, int confidential_only, cauth_cb 
             next(o, client);
             return;
         }
-    if (auth_oreq_kdf(o, client->secret_hash, bsecret, bsecret_len, cauth_on_kdf) != 0)
-        auth_oauth_error(greq, 503, "temporarily_unavailable", "too many sign-ins in progress; try again");
+    if (auth_task_kdf(o, client->secret_hash, bsecret, bsecret_len, cauth_on_kdf) != 0)
+        gw_oauth_error(greq, 503, "temporarily_unavailable", "too many sign-ins in progress; try again");
 }
 
 /* ---- /oauth2/token -------------------------------------------------------------------------------------- */
 
-static void send_tokens(auth_oreq_t *o, const char *grant, const char *sub, const char *sid, const char *scope, const char *acr,
+static void send_tokens(gw_task_t *o, const char *grant, const char *sub, const char *sid, const char *scope, const char *acr,
                         const char *refresh)
 {
     cauth_t *c = o->ctx;
     int64_t exp;
     char *at = auth_issue_access_token(o->greq->gen, sub, c->client->id, scope, sid, acr, c->jti, &exp);
     if (at == NULL) {
-        auth_oauth_error(o->greq, 503, "temporarily_unavailable", "no signing key is loaded");
+        gw_oauth_error(o->greq, 503, "temporarily_unavailable", "no signing key is loaded");
         return;
     }
     json_t *doc = json_object();
@@ -615,30 +517,15 @@ static void send_tokens(auth_oreq_t *o, const char *grant, const char *sub, cons
     send_json_doc(o->greq, 200, doc);
 }
 
-static int store_failed(auth_oreq_t *o, const redisReply *reply, const char *err)
-{
-    if (err != NULL || reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        auth_oauth_error(o->greq, 503, "temporarily_unavailable", "the identity store is unavailable");
-        return 1;
-    }
-    return 0;
-}
-
-static const char *el(const redisReply *r, size_t i)
-{
-    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
-        return "";
-    return r->element[i]->str;
-}
-
-static void on_code_redeemed(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_code_redeemed(gw_task_t *o, const redisReply *reply, const char *err)
 {
     cauth_t *c = o->ctx;
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
-    const char *status = el(reply, 0);
+    const char *status = gw_reply_str(reply, 0);
     if (strcmp(status, "ok") == 0) {
-        send_tokens(o, "authorization_code", el(reply, 1), el(reply, 2), el(reply, 3), el(reply, 4), c->rt[0] != '\0' ? c->rt : NULL);
+        send_tokens(o, "authorization_code", gw_reply_str(reply, 1), gw_reply_str(reply, 2), gw_reply_str(reply, 3),
+                    gw_reply_str(reply, 4), c->rt[0] != '\0' ? c->rt : NULL);
         return;
     }
     if (strcmp(status, "used") == 0) {
@@ -646,26 +533,26 @@ static void on_code_redeemed(auth_oreq_t *o, const redisReply *reply, const char
         const gw_conf_t *conf = o->greq->gen->conf;
         int64_t now = (int64_t)time(NULL);
         char fam_key[128], ttl[24], jti_m[160];
-        if (el(reply, 1)[0] != '\0' && o->greq->thread->store != NULL) {
-            snprintf(fam_key, sizeof(fam_key), AUTH_RK "famrev:%s", el(reply, 1));
+        if (gw_reply_str(reply, 1)[0] != '\0' && o->greq->thread->store != NULL) {
+            snprintf(fam_key, sizeof(fam_key), AUTH_RK "famrev:%s", gw_reply_str(reply, 1));
             snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000 + 1));
             const char *argv[] = {"SET", fam_key, "1", "EX", ttl};
             gw_store_command(o->greq->thread->store, ignore_reply, NULL, 1, 5, argv, NULL);
         }
-        if (el(reply, 2)[0] != '\0') {
-            snprintf(jti_m, sizeof(jti_m), "jti:%s", el(reply, 2));
+        if (gw_reply_str(reply, 2)[0] != '\0') {
+            snprintf(jti_m, sizeof(jti_m), "jti:%s", gw_reply_str(reply, 2));
             const char *m[] = {jti_m};
             int64_t e[] = {now + (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY};
             auth_revoke_members(o->greq->thread, m, e, 1);
         }
-        auth_oauth_error(o->greq, 400, "invalid_grant", "the authorization code was used already");
+        gw_oauth_error(o->greq, 400, "invalid_grant", "the authorization code was used already");
         return;
     }
     if (strcmp(status, "pkce") == 0) {
-        auth_oauth_error(o->greq, 400, "invalid_grant", "PKCE verification failed");
+        gw_oauth_error(o->greq, 400, "invalid_grant", "PKCE verification failed");
         return;
     }
-    auth_oauth_error(o->greq, 400, "invalid_grant", "the authorization code is invalid, expired or not yours");
+    gw_oauth_error(o->greq, 400, "invalid_grant", "the authorization code is invalid, expired or not yours");
 }
 
 static int is_unreserved(const char *s, size_t min, size_t max)
@@ -680,18 +567,18 @@ static int is_unreserved(const char *s, size_t min, size_t max)
     return 1;
 }
 
-static void grant_authorization_code(auth_oreq_t *o)
+static void grant_authorization_code(gw_task_t *o)
 {
     cauth_t *c = o->ctx;
     const gw_conf_t *conf = o->greq->gen->conf;
     const char *code = auth_form_get(&c->form, "code"), *ru = auth_form_get(&c->form, "redirect_uri"),
                *verifier = auth_form_get(&c->form, "code_verifier");
     if (code == NULL || ru == NULL || strlen(code) > 256 || strlen(ru) > 2048) {
-        auth_oauth_error(o->greq, 400, "invalid_request", "code and redirect_uri are required");
+        gw_oauth_error(o->greq, 400, "invalid_request", "code and redirect_uri are required");
         return;
     }
     if (verifier == NULL || !is_unreserved(verifier, 43, 128)) {
-        auth_oauth_error(o->greq, 400, "invalid_grant", "a PKCE code_verifier (43-128 characters) is required");
+        gw_oauth_error(o->greq, 400, "invalid_grant", "a PKCE code_verifier (43-128 characters) is required");
         return;
     }
     uint8_t md[32];
@@ -715,48 +602,49 @@ static void grant_authorization_code(auth_oreq_t *o)
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     const char *args[] = {
         code_key, rt_key, c->client->id, ru, challenge, c->fam, c->jti, rt_ttl, AUTH_RK, keep, with_refresh ? "1" : "0", now};
-    auth_oreq_eval(o, &auth_scripts()->code_redeem, on_code_redeemed, 2, 12, args, NULL);
+    gw_task_eval(o, &auth_scripts()->code_redeem, on_code_redeemed, 2, 12, args, NULL);
 }
 
-static void on_rt_rotated(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_rt_rotated(gw_task_t *o, const redisReply *reply, const char *err)
 {
     cauth_t *c = o->ctx;
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
-    const char *status = el(reply, 0);
+    const char *status = gw_reply_str(reply, 0);
     if (strcmp(status, "ok") == 0) {
-        send_tokens(o, "refresh_token", el(reply, 1), el(reply, 2), el(reply, 3), el(reply, 4), c->rt);
+        send_tokens(o, "refresh_token", gw_reply_str(reply, 1), gw_reply_str(reply, 2), gw_reply_str(reply, 3),
+                    gw_reply_str(reply, 4), c->rt);
         return;
     }
     if (strcmp(status, "reused") == 0) {
         /* the script revoked the family and the session in Redis (and published it); count it here at once */
         const gw_conf_t *conf = o->greq->gen->conf;
-        if (el(reply, 1)[0] != '\0') {
+        if (gw_reply_str(reply, 1)[0] != '\0') {
             char m[160];
-            snprintf(m, sizeof(m), "sid:%s", el(reply, 1));
+            snprintf(m, sizeof(m), "sid:%s", gw_reply_str(reply, 1));
             gw_revocations_add(m, strlen(m), (int64_t)time(NULL) + (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
         }
-        auth_oauth_error(o->greq, 400, "invalid_grant", "the refresh token was used already; its session is revoked");
+        gw_oauth_error(o->greq, 400, "invalid_grant", "the refresh token was used already; its session is revoked");
         return;
     }
     if (strcmp(status, "scope") == 0) {
-        auth_oauth_error(o->greq, 400, "invalid_scope", "the requested scope exceeds the original grant");
+        gw_oauth_error(o->greq, 400, "invalid_scope", "the requested scope exceeds the original grant");
         return;
     }
-    auth_oauth_error(o->greq, 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+    gw_oauth_error(o->greq, 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
 }
 
-static void grant_refresh_token(auth_oreq_t *o)
+static void grant_refresh_token(gw_task_t *o)
 {
     cauth_t *c = o->ctx;
     const gw_conf_t *conf = o->greq->gen->conf;
     const char *rt = auth_form_get(&c->form, "refresh_token"), *scope = auth_form_get(&c->form, "scope");
     if (rt == NULL || strlen(rt) > 256) {
-        auth_oauth_error(o->greq, 400, "invalid_request", "refresh_token is required");
+        gw_oauth_error(o->greq, 400, "invalid_request", "refresh_token is required");
         return;
     }
     if (scope != NULL && !auth_scope_subset(scope, &c->client->scopes)) {
-        auth_oauth_error(o->greq, 400, "invalid_scope", "the requested scope is not allowed");
+        gw_oauth_error(o->greq, 400, "invalid_scope", "the requested scope is not allowed");
         return;
     }
     char old_key[128], new_key[128], fam_ttl[24], rt_ttl[24], revexp[24], now[24];
@@ -773,10 +661,10 @@ static void grant_refresh_token(auth_oreq_t *o)
     const char *args[] = {
         old_key, new_key, c->client->id, AUTH_RK, fam_ttl, rt_ttl, "0", revexp, GW_REVOCATIONS_CHANNEL, scope != NULL ? scope : "",
         now};
-    auth_oreq_eval(o, &auth_scripts()->rt_rotate, on_rt_rotated, 2, 11, args, NULL);
+    gw_task_eval(o, &auth_scripts()->rt_rotate, on_rt_rotated, 2, 11, args, NULL);
 }
 
-static void grant_client_credentials(auth_oreq_t *o)
+static void grant_client_credentials(gw_task_t *o)
 {
     cauth_t *c = o->ctx;
     const char *scope = auth_form_get(&c->form, "scope");
@@ -791,27 +679,28 @@ static void grant_client_credentials(auth_oreq_t *o)
         }
         scope = all;
     } else if (!auth_scope_subset(scope, &c->client->scopes)) {
-        auth_oauth_error(o->greq, 400, "invalid_scope", "the requested scope is not allowed for this client");
+        gw_oauth_error(o->greq, 400, "invalid_scope", "the requested scope is not allowed for this client");
         return;
     }
     c->jti[0] = '\0';
     send_tokens(o, "client_credentials", c->client->id, NULL, scope, "0", NULL);
 }
 
-static void token_after_auth(auth_oreq_t *o, const gw_client_conf_t *client)
+static void token_after_auth(gw_task_t *o, const gw_client_conf_t *client)
 {
     cauth_t *c = o->ctx;
     const char *grant = auth_form_get(&c->form, "grant_type");
     if (grant == NULL) {
-        auth_oauth_error(o->greq, 400, "invalid_request", "grant_type is required");
+        gw_oauth_error(o->greq, 400, "invalid_request", "grant_type is required");
         return;
     }
-    if (strcmp(grant, "authorization_code") != 0 && strcmp(grant, "refresh_token") != 0 && strcmp(grant, "client_credentials") != 0) {
-        auth_oauth_error(o->greq, 400, "unsupported_grant_type", "the grant type is not supported");
+    if (strcmp(grant, "authorization_code") != 0 && strcmp(grant, "refresh_token") != 0 &&
+        strcmp(grant, "client_credentials") != 0) {
+        gw_oauth_error(o->greq, 400, "unsupported_grant_type", "the grant type is not supported");
         return;
     }
     if (!auth_strlist_has(&client->grants, grant)) {
-        auth_oauth_error(o->greq, 400, "unauthorized_client", "this client may not use this grant type");
+        gw_oauth_error(o->greq, 400, "unauthorized_client", "this client may not use this grant type");
         return;
     }
     c->grant = grant;
@@ -831,19 +720,19 @@ static int looks_like_jwt(const char *t)
     return d != NULL && strchr(d + 1, '.') != NULL;
 }
 
-static void on_rt_revoked(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_rt_revoked(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     auth_send_no_content(o->greq); /* RFC 7009 §2.2: 200 whether or not the token was valid */
 }
 
-static void revoke_after_auth(auth_oreq_t *o, const gw_client_conf_t *client)
+static void revoke_after_auth(gw_task_t *o, const gw_client_conf_t *client)
 {
     cauth_t *c = o->ctx;
     const char *token = auth_form_get(&c->form, "token");
     if (token == NULL) {
-        auth_oauth_error(o->greq, 400, "invalid_request", "token is required");
+        gw_oauth_error(o->greq, 400, "invalid_request", "token is required");
         return;
     }
     const gw_gen_t *gen = o->greq->gen;
@@ -870,17 +759,17 @@ static void revoke_after_auth(auth_oreq_t *o, const gw_client_conf_t *client)
     snprintf(key, sizeof(key), AUTH_RK_RT "%s", c->rt_hash);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(gen->conf->tokens.refresh_ttl_ms / 1000 + 1));
     const char *args[] = {key, client->id, AUTH_RK, ttl};
-    auth_oreq_eval(o, &auth_scripts()->rt_revoke, on_rt_revoked, 1, 4, args, NULL);
+    gw_task_eval(o, &auth_scripts()->rt_revoke, on_rt_revoked, 1, 4, args, NULL);
 }
 
 static void send_inactive(gw_req_t *greq)
 {
-    auth_send_json(greq, 200, H2O_STRLIT("{\"active\":false}"));
+    gw_send_json(greq, 200, H2O_STRLIT("{\"active\":false}"));
 }
 
-static void on_rt_introspected(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_rt_introspected(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     /* HGETALL of the refresh token; active when unused and its session lives (checked by EXISTS below) */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || reply->element[0]->type != REDIS_REPLY_ARRAY ||
@@ -924,12 +813,12 @@ static void rt_info_init(void)
     gw_store_script_init(&script_rt_info, lua_rt_info);
 }
 
-static void introspect_after_auth(auth_oreq_t *o, const gw_client_conf_t *client)
+static void introspect_after_auth(gw_task_t *o, const gw_client_conf_t *client)
 {
     cauth_t *c = o->ctx;
     const char *token = auth_form_get(&c->form, "token");
     if (token == NULL) {
-        auth_oauth_error(o->greq, 400, "invalid_request", "token is required");
+        gw_oauth_error(o->greq, 400, "invalid_request", "token is required");
         return;
     }
     const gw_gen_t *gen = o->greq->gen;
@@ -968,55 +857,24 @@ static void introspect_after_auth(auth_oreq_t *o, const gw_client_conf_t *client
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     const char *args[] = {key, AUTH_RK, now};
-    auth_oreq_eval(o, &script_rt_info, on_rt_introspected, 1, 3, args, NULL);
+    gw_task_eval(o, &script_rt_info, on_rt_introspected, 1, 3, args, NULL);
 }
 
 /* ---- bearer-authenticated endpoints: userinfo, logout, logout-all ------------------------------------ */
 
-static int revoked_cb(void *data, const char *sid, const char *jti)
+static void on_userinfo(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    return gw_revocations_check(sid, jti);
-}
-
-/* the verified claims of the request's bearer token, or NULL (answered with 401) */
-static auth_claims_t *bearer_claims(gw_req_t *greq, int allow_revoked)
-{
-    h2o_req_t *req = greq->req;
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (i == -1) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer realm=\"hegate\""));
-        auth_send_json(greq, 401, H2O_STRLIT("{\"error\":\"invalid_request\",\"error_description\":\"a bearer token is required\"}"));
-        return NULL;
-    }
-    h2o_iovec_t v = req->headers.entries[i].value;
-    auth_claims_t *cl = h2o_mem_alloc_pool(&req->pool, sizeof(*cl));
-    if (v.len > 7 && h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")) && greq->gen->verifier != NULL) {
-        auth_reason_t r = auth_verify_bearer(greq->gen->verifier, greq->thread->tokcache, v.base + 7, v.len - 7, (int64_t)time(NULL),
-                                             revoked_cb, NULL, cl);
-        if ((r == AUTH_OK || (allow_revoked && r == AUTH_REVOKED)) && cl->issuer_index == 0 &&
-            strcmp(cl->iss, greq->gen->conf->issuer) == 0) {
-            greq->sub = cl->sub;
-            greq->client_id = cl->client_id;
-            return cl;
-        }
-    }
-    auth_oauth_error(greq, 401, "invalid_token", "the access token is missing, invalid, expired or revoked");
-    return NULL;
-}
-
-static void on_userinfo(auth_oreq_t *o, const redisReply *reply, const char *err)
-{
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 || reply->element[0]->type != REDIS_REPLY_STRING) {
-        auth_oauth_error(o->greq, 401, "invalid_token", "the token does not belong to a resident");
+        gw_oauth_error(o->greq, 401, "invalid_token", "the token does not belong to a resident");
         return;
     }
     json_t *doc = json_object(), *cards = json_array();
-    json_object_set_new(doc, "sub", json_string(el(reply, 0)));
-    json_object_set_new(doc, "name", json_string(el(reply, 1)));
-    json_object_set_new(doc, "phone_number", json_string(el(reply, 2)));
-    for (const char *p = el(reply, 3); *p != '\0';) {
+    json_object_set_new(doc, "sub", json_string(gw_reply_str(reply, 0)));
+    json_object_set_new(doc, "name", json_string(gw_reply_str(reply, 1)));
+    json_object_set_new(doc, "phone_number", json_string(gw_reply_str(reply, 2)));
+    for (const char *p = gw_reply_str(reply, 3); *p != '\0';) {
         size_t l = strcspn(p, ",");
         if (l != 0)
             json_array_append_new(cards, json_stringn(p, l));
@@ -1028,20 +886,15 @@ static void on_userinfo(auth_oreq_t *o, const redisReply *reply, const char *err
     send_json_doc(o->greq, 200, doc);
 }
 
+/* the pipeline checked the token: one of this gateway's, with openid or profile */
 static void userinfo(gw_req_t *greq)
 {
-    auth_claims_t *cl = bearer_claims(greq, 0);
-    if (cl == NULL)
-        return;
-    if (!auth_scope_subset_str("openid", cl->scope) && !auth_scope_subset_str("profile", cl->scope)) {
-        auth_oauth_error(greq, 403, "insufficient_scope", "userinfo needs the openid or profile scope");
-        return;
-    }
-    auth_oreq_t *o = auth_oreq_new(greq);
+    const auth_claims_t *cl = greq->claims;
+    gw_task_t *o = gw_task_new(greq);
     char key[200];
     snprintf(key, sizeof(key), AUTH_RK_USER "%s", cl->sub);
     const char *argv[] = {"HMGET", h2o_strdup(&greq->req->pool, key, SIZE_MAX).base, "sub", "name_masked", "phone_masked", "cards"};
-    auth_oreq_command(o, on_userinfo, 6, argv, NULL);
+    gw_task_command(o, on_userinfo, 6, argv, NULL);
 }
 
 static void clear_session_cookie(gw_req_t *greq)
@@ -1053,15 +906,15 @@ static void clear_session_cookie(gw_req_t *greq)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v, strlen(v));
 }
 
-static void on_logout(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_logout(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     clear_session_cookie(o->greq);
     auth_send_no_content(o->greq);
 }
 
-static void logout_session(auth_oreq_t *o, const char *sid)
+static void logout_session(gw_task_t *o, const char *sid)
 {
     const gw_conf_t *conf = o->greq->gen->conf;
     char key[160], revexp[24], m[160];
@@ -1071,15 +924,15 @@ static void logout_session(auth_oreq_t *o, const char *sid)
     snprintf(key, sizeof(key), AUTH_RK_SESS "%s", sid);
     snprintf(revexp, sizeof(revexp), "%lld", (long long)exp);
     const char *args[] = {key, AUTH_RK, sid, revexp, GW_REVOCATIONS_CHANNEL};
-    auth_oreq_eval(o, &auth_scripts()->logout, on_logout, 1, 5, args, NULL);
+    gw_task_eval(o, &auth_scripts()->logout, on_logout, 1, 5, args, NULL);
 }
 
 /* "<sid>.<secret>" of the hegate_sid cookie, split and checked for shape; 0 or -1 */
 int auth_session_cookie_split(h2o_mem_pool_t *pool, const char *cookie, const char **sid, const char **secret);
 
-static void on_cookie_session(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_cookie_session(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     const char **cs = o->ctx; /* {sid, secret} */
     char ck[65];
@@ -1096,34 +949,35 @@ static void on_cookie_session(auth_oreq_t *o, const redisReply *reply, const cha
 static void logout(gw_req_t *greq)
 {
     h2o_req_t *req = greq->req;
-    auth_oreq_t *o = auth_oreq_new(greq);
+    gw_task_t *o = gw_task_new(greq);
     if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) == -1) {
         const char *cookie = auth_cookie_get(req, AUTH_COOKIE_SESSION), **cs = h2o_mem_alloc_pool(&req->pool, 2 * sizeof(char *));
         if (cookie == NULL || auth_session_cookie_split(&req->pool, cookie, &cs[0], &cs[1]) != 0) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer realm=\"hegate\""));
-            auth_send_json(greq, 401, H2O_STRLIT("{\"error\":\"invalid_request\",\"error_description\":\"a bearer token or a session cookie is required\"}"));
+            gw_send_json(
+                greq, 401,
+                H2O_STRLIT(
+                    "{\"error\":\"invalid_request\",\"error_description\":\"a bearer token or a session cookie is required\"}"));
             return;
         }
         o->ctx = cs;
         char key[160];
         snprintf(key, sizeof(key), AUTH_RK_SESS "%s", cs[0]);
         const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "ck"};
-        auth_oreq_command(o, on_cookie_session, 3, argv, NULL);
+        gw_task_command(o, on_cookie_session, 3, argv, NULL);
         return;
     }
-    auth_claims_t *cl = bearer_claims(greq, 1);
-    if (cl == NULL)
-        return;
+    const auth_claims_t *cl = greq->claims; /* the pipeline checked it (a revoked one still names its session) */
     if (cl->sid[0] == '\0') {
-        auth_oauth_error(greq, 400, "invalid_request", "the token has no sign-in session");
+        gw_oauth_error(greq, 400, "invalid_request", "the token has no sign-in session");
         return;
     }
     logout_session(o, cl->sid);
 }
 
-static void on_logout_all(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_logout_all(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (store_failed(o, reply, err))
+    if (gw_task_store_failed(o, reply, err))
         return;
     const gw_conf_t *conf = o->greq->gen->conf;
     int64_t exp = (int64_t)time(NULL) + (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY;
@@ -1139,75 +993,77 @@ static void on_logout_all(auth_oreq_t *o, const redisReply *reply, const char *e
 
 static void logout_all(gw_req_t *greq)
 {
-    auth_claims_t *cl = bearer_claims(greq, 0);
-    if (cl == NULL)
-        return;
+    const auth_claims_t *cl = greq->claims;
     if (cl->sid[0] == '\0') {
-        auth_oauth_error(greq, 400, "invalid_request", "the token does not belong to a resident's sign-in");
+        gw_oauth_error(greq, 400, "invalid_request", "the token does not belong to a resident's sign-in");
         return;
     }
     const gw_conf_t *conf = greq->gen->conf;
-    auth_oreq_t *o = auth_oreq_new(greq);
+    gw_task_t *o = gw_task_new(greq);
     char key[200], revexp[24];
     snprintf(key, sizeof(key), AUTH_RK_USESS "%s", cl->sub);
     snprintf(revexp, sizeof(revexp), "%lld", (long long)time(NULL) + (long long)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
     const char *args[] = {key, AUTH_RK, revexp, GW_REVOCATIONS_CHANNEL, cl->sid};
-    auth_oreq_eval(o, &auth_scripts()->logout_all, on_logout_all, 1, 5, args, NULL);
+    gw_task_eval(o, &auth_scripts()->logout_all, on_logout_all, 1, 5, args, NULL);
 }
 
-/* ---- dispatch ---------------------------------------------------------------------------------------- */
+/* ---- the /oauth2 family ------------------------------------------------------------------------------- */
 
-static int method_is(h2o_req_t *req, const char *m)
+static void token_post(gw_req_t *greq)
 {
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+    client_authenticate(gw_task_new(greq), 0, token_after_auth);
 }
 
-static void method_not_allowed(gw_req_t *greq, const char *allow)
+static void revoke_post(gw_req_t *greq)
 {
-    h2o_req_t *req = greq->req;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
-    gw_problem_send(greq, 405, "method-not-allowed", "Method Not Allowed", "this endpoint does not accept this method");
+    client_authenticate(gw_task_new(greq), 0, revoke_after_auth);
 }
 
-int auth_oauth_handle(gw_req_t *greq)
+static void introspect_post(gw_req_t *greq)
 {
-    h2o_req_t *req = greq->req;
-    h2o_iovec_t path = req->path_normalized;
-    if (path.len < 8 || memcmp(path.base, "/oauth2/", 8) != 0)
-        return -1;
-    const char *name = path.base + 8;
-    size_t nl = path.len - 8;
-#define IS(s) h2o_memis(name, nl, H2O_STRLIT(s))
-    if (IS("authorize")) {
-        if (!method_is(req, "GET") && !method_is(req, "POST"))
-            method_not_allowed(greq, "GET, POST");
-        else
-            auth_authorize_handle(greq);
-        return 0;
-    }
-    if (IS("userinfo")) {
-        if (!method_is(req, "GET") && !method_is(req, "POST"))
-            method_not_allowed(greq, "GET, POST");
-        else
-            userinfo(greq);
-        return 0;
-    }
-    if (!IS("token") && !IS("revoke") && !IS("introspect") && !IS("logout") && !IS("logout-all")) {
-        gw_problem_send(greq, 404, "not-found", "Not Found", "no such OAuth endpoint");
-        return 0;
-    }
-    if (!method_is(req, "POST")) {
-        method_not_allowed(greq, "POST");
-        return 0;
-    }
-    if (IS("logout")) {
-        logout(greq);
-    } else if (IS("logout-all")) {
-        logout_all(greq);
-    } else {
-        auth_oreq_t *o = auth_oreq_new(greq);
-        client_authenticate(o, IS("introspect"), IS("token") ? token_after_auth : IS("revoke") ? revoke_after_auth : introspect_after_auth);
-    }
-#undef IS
-    return 0;
+    client_authenticate(gw_task_new(greq), 1, introspect_after_auth);
+}
+
+static const char *const userinfo_scopes[] = {"openid", "profile", NULL};
+
+static gw_endpoint_t oauth_endpoints[] = {
+    {.name = "authorize", .path = "authorize", .methods = GW_M_GET | GW_M_POST, .handle = auth_authorize_handle},
+    {.name = "token", .path = "token", .methods = GW_M_POST, .handle = token_post},
+    {.name = "revoke", .path = "revoke", .methods = GW_M_POST, .handle = revoke_post},
+    {.name = "introspect", .path = "introspect", .methods = GW_M_POST, .handle = introspect_post},
+    {.name = "userinfo",
+     .path = "userinfo",
+     .methods = GW_M_GET | GW_M_POST,
+     .auth = GW_AUTH_BEARER | GW_AUTH_OWN,
+     .scopes = userinfo_scopes,
+     .handle = userinfo},
+    /* a bearer token or, without one, the session cookie */
+    {.name = "logout",
+     .path = "logout",
+     .methods = GW_M_POST,
+     .auth = GW_AUTH_BEARER | GW_AUTH_OPTIONAL | GW_AUTH_OWN | GW_AUTH_REVOKED_OK,
+     .handle = logout},
+    {.name = "logout-all", .path = "logout-all", .methods = GW_M_POST, .auth = GW_AUTH_BEARER | GW_AUTH_OWN, .handle = logout_all},
+};
+
+static void oauth_init(void)
+{
+    auth_scripts();
+}
+
+static gw_family_t oauth_family = {
+    .name = "oauth2",
+    .prefix = "/oauth2",
+    .owns_prefix = 1,
+    .not_found = "no such OAuth endpoint",
+    .errors = GW_ERRORS_OAUTH,
+    .endpoints = oauth_endpoints,
+    .num_endpoints = sizeof(oauth_endpoints) / sizeof(oauth_endpoints[0]),
+    .init = oauth_init,
+    .thread_init = oauth_thread_init,
+};
+
+void auth_oauth_register(void)
+{
+    gw_family_register(&oauth_family);
 }

@@ -1,5 +1,5 @@
 /*
- * auth/oauth_internal.h — what oauth.c, authorize.c and users.c share and nobody else should use:
+ * auth/http/internal.h — what the files of auth/http/ share and nobody else may use:
  * the Redis key layout, the Lua scripts, the per-request async state, and answer helpers.
  *
  * Redis keys (one hash tag {id}: every script touches one cluster slot):
@@ -19,14 +19,12 @@
  *   hegate:{id}:revocations       sorted set "sid:<sid>" / "jti:<jti>" → expiry (+ PUBLISH, see
  *                                  gateway/revocations.h)
  */
-#ifndef hegate_auth_oauth_internal_h
-#define hegate_auth_oauth_internal_h
+#ifndef hegate_auth_http_internal_h
+#define hegate_auth_http_internal_h
 
-#include "auth/oauth.h"
+#include "auth/http/http.h"
 #include "gateway/revocations.h"
 
-#define AUTH_RK "hegate:{id}:"
-#define AUTH_RK_USER AUTH_RK "user:"
 #define AUTH_RK_PHONE AUTH_RK "phone:"
 #define AUTH_RK_FAIL AUTH_RK "fail:"
 #define AUTH_RK_SESS AUTH_RK "sess:"
@@ -42,45 +40,25 @@
 #define AUTH_COOKIE_SESSION "hegate_sid"
 #define AUTH_COOKIE_PRE "hegate_pre"
 
-/* per-request async state: one store command or KDF job in flight at a time; both die with the request */
-typedef struct auth_oreq auth_oreq_t;
-typedef void (*auth_oreq_store_cb)(auth_oreq_t *o, const redisReply *reply, const char *err);
-typedef void (*auth_oreq_kdf_cb)(auth_oreq_t *o, int result);
-struct auth_oreq {
-    gw_req_t *greq;
-    gw_store_req_t *pending;
-    auth_kdf_job_t *job;
-    auth_oreq_store_cb store_cb;
-    auth_oreq_kdf_cb kdf_cb;
-    void *ctx; /* the endpoint's own state (pool memory) */
-};
-
-auth_oreq_t *auth_oreq_new(gw_req_t *greq);
-/* Sends one command / script; when the store is missing, CB runs at once with an error. */
-void auth_oreq_command(auth_oreq_t *o, auth_oreq_store_cb cb, int argc, const char *const *argv, const size_t *lens);
-void auth_oreq_eval(auth_oreq_t *o, const gw_store_script_t *script, auth_oreq_store_cb cb, int numkeys, int nargs,
-                    const char *const *args, const size_t *lens);
-/* Queues a KDF check; 0, or -1 when the pool is full (nothing will be called). */
-int auth_oreq_kdf(auth_oreq_t *o, const char *hash, const char *pw, size_t len, auth_oreq_kdf_cb cb);
+/* Queues a KDF check for the task's request (its result comes back on the request's thread: CB with
+ * the auth_kdf_verify result); 0, or -1 when the pool is full (nothing will be called). */
+int auth_task_kdf(gw_task_t *t, const char *hash, const char *pw, size_t len, gw_task_job_cb cb);
 
 typedef struct {
-    gw_store_script_t login_lookup, login_fail, session_create, code_create, code_redeem, rt_rotate, rt_revoke, revoke,
-        logout, logout_all, consent_save;
+    gw_store_script_t login_lookup, login_fail, session_create, code_create, code_redeem, rt_rotate, rt_revoke, revoke, logout,
+        logout_all, consent_save;
 } auth_scripts_t;
 const auth_scripts_t *auth_scripts(void);
 
 /* the process-wide data key of CONF's keys.dir (created if absent); NULL if it cannot be had */
-const uint8_t *auth_data_key(const gw_conf_t *conf);
+const uint8_t *auth_service_data_key(const gw_conf_t *conf); /* auth_data_key of CONF's keys.dir; logs a failure */
 
-const gw_client_conf_t *auth_client_find(const gw_conf_t *conf, const char *id);
 int auth_strlist_has(const gw_strlist_t *l, const char *s);
 /* 1 if every word of the space-separated SCOPE is in ALLOWED (and SCOPE is well-formed) */
 int auth_scope_subset(const char *scope, const gw_strlist_t *allowed);
 int auth_scope_subset_str(const char *scope, const char *allowed);
 
-/* answers */
-void auth_send_json(gw_req_t *greq, int status, const char *text, size_t len);
-void auth_oauth_error(gw_req_t *greq, int status, const char *error, const char *description);
+/* answers (beside gateway.h's JSON and error answers) */
 void auth_send_no_content(gw_req_t *greq);
 
 /* Revokes MEMBERS ("sid:x" / "jti:x") until EXPS: locally at once, then in Redis + PUBLISH (fire and

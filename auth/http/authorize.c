@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <openssl/crypto.h>
-#include "auth/oauth_internal.h"
+#include "auth/http/internal.h"
 
 typedef struct {
     auth_authz_params_t p;
@@ -63,7 +63,7 @@ static void send_error_page(gw_req_t *greq, int status, const char *title, const
 }
 
 /* 302 to the client's (already validated) redirect_uri with PARAMS appended to its query */
-static void redirect_to_client(auth_oreq_t *o, const char *code, const char *error, const char *description)
+static void redirect_to_client(gw_task_t *o, const char *code, const char *error, const char *description)
 {
     az_t *az = o->ctx;
     char loc[4096 + 1024];
@@ -92,12 +92,12 @@ static void redirect_to_client(auth_oreq_t *o, const char *code, const char *err
 }
 
 /* Checks the authorization request in AZ->p. 0: valid; -1: answered (an error page or a redirect). */
-static int validate(auth_oreq_t *o)
+static int validate(gw_task_t *o)
 {
     az_t *az = o->ctx;
     gw_req_t *greq = o->greq;
     const gw_conf_t *conf = greq->gen->conf;
-    az->client = auth_client_find(conf, az->p.client_id);
+    az->client = gw_conf_client(conf, az->p.client_id);
     if (az->client == NULL) {
         send_error_page(greq, 400, "无法登录 Cannot sign in", "未知的应用。Unknown application (client_id).");
         return -1;
@@ -157,11 +157,11 @@ static int is_tls(gw_req_t *greq)
 }
 
 /* the CSRF token of the pre-auth cookie; sets the cookie first if the browser has none */
-static int prepare_csrf(auth_oreq_t *o)
+static int prepare_csrf(gw_task_t *o)
 {
     az_t *az = o->ctx;
     h2o_req_t *req = o->greq->req;
-    const uint8_t *dk = auth_data_key(o->greq->gen->conf);
+    const uint8_t *dk = auth_service_data_key(o->greq->gen->conf);
     if (dk == NULL)
         return -1;
     const char *pre = auth_cookie_get(req, AUTH_COOKIE_PRE);
@@ -185,7 +185,7 @@ static int prepare_csrf(auth_oreq_t *o)
     return 0;
 }
 
-static void show_signin(auth_oreq_t *o, int status, const char *error)
+static void show_signin(gw_task_t *o, int status, const char *error)
 {
     az_t *az = o->ctx;
     if (prepare_csrf(o) != 0) {
@@ -197,7 +197,7 @@ static void show_signin(auth_oreq_t *o, int status, const char *error)
     auth_page_send(o->greq, status, auth_page_signin(&o->greq->req->pool, &az->p, az->csrf, error, az->client->id));
 }
 
-static void show_consent(auth_oreq_t *o)
+static void show_consent(gw_task_t *o)
 {
     az_t *az = o->ctx;
     if (prepare_csrf(o) != 0) {
@@ -210,7 +210,7 @@ static void show_consent(auth_oreq_t *o)
     auth_page_send(o->greq, 200, auth_page_consent(&o->greq->req->pool, &az->p, az->csrf, az->client->id));
 }
 
-static int store_failed_page(auth_oreq_t *o, const redisReply *reply, const char *err)
+static int store_failed_page(gw_task_t *o, const redisReply *reply, const char *err)
 {
     if (err != NULL || reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         send_error_page(o->greq, 503, "暂时无法登录 Sign-in unavailable", "服务繁忙，请稍后再试。Please try again in a moment.");
@@ -221,14 +221,14 @@ static int store_failed_page(auth_oreq_t *o, const redisReply *reply, const char
 
 /* ---- the code ---------------------------------------------------------------------------------- */
 
-static void on_code_created(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_code_created(gw_task_t *o, const redisReply *reply, const char *err)
 {
     if (store_failed_page(o, reply, err))
         return;
     redirect_to_client(o, ((az_t *)o->ctx)->code, NULL, NULL);
 }
 
-static void issue_code(auth_oreq_t *o)
+static void issue_code(gw_task_t *o)
 {
     az_t *az = o->ctx;
     char *code = az->code, hash[65], key[128], ttl[8], exp[24];
@@ -239,19 +239,19 @@ static void issue_code(auth_oreq_t *o)
     snprintf(exp, sizeof(exp), "%lld", (long long)time(NULL) + AUTH_CODE_TTL); /* ≤ 60 s on this clock too */
     const char *args[] = {
         key, az->client->id, az->p.redirect_uri, az->p.code_challenge, az->sub, az->sid, az->p.scope, az->acr, ttl, exp};
-    auth_oreq_eval(o, &auth_scripts()->code_create, on_code_created, 1, 10, args, NULL);
+    gw_task_eval(o, &auth_scripts()->code_create, on_code_created, 1, 10, args, NULL);
 }
 
 /* ---- consent ------------------------------------------------------------------------------------ */
 
-static void on_consent_saved(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_consent_saved(gw_task_t *o, const redisReply *reply, const char *err)
 {
     if (store_failed_page(o, reply, err))
         return;
     issue_code(o);
 }
 
-static void on_consent_read(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_consent_read(gw_task_t *o, const redisReply *reply, const char *err)
 {
     az_t *az = o->ctx;
     if (store_failed_page(o, reply, err))
@@ -263,7 +263,7 @@ static void on_consent_read(auth_oreq_t *o, const redisReply *reply, const char 
 }
 
 /* signed in as AZ->sub / AZ->sid: consent if needed, then the code */
-static void with_session(auth_oreq_t *o)
+static void with_session(gw_task_t *o)
 {
     az_t *az = o->ctx;
     char key[200];
@@ -273,18 +273,18 @@ static void with_session(auth_oreq_t *o)
         issue_code(o);
     } else if (az->consented) {
         const char *args[] = {k, az->client->id, az->p.scope, "31536000"};
-        auth_oreq_eval(o, &auth_scripts()->consent_save, on_consent_saved, 1, 4, args, NULL);
+        gw_task_eval(o, &auth_scripts()->consent_save, on_consent_saved, 1, 4, args, NULL);
     } else {
         const char *argv[] = {"HGET", k, az->client->id};
-        auth_oreq_command(o, on_consent_read, 3, argv, NULL);
+        gw_task_command(o, on_consent_read, 3, argv, NULL);
     }
 }
 
 /* ---- the existing session (cookie) --------------------------------------------------------------- */
 
-typedef void (*session_next_t)(auth_oreq_t *o, int found);
+typedef void (*session_next_t)(gw_task_t *o, int found);
 
-static void on_session_read(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_session_read(gw_task_t *o, const redisReply *reply, const char *err)
 {
     az_t *az = o->ctx;
     if (store_failed_page(o, reply, err))
@@ -317,7 +317,7 @@ static void on_session_read(auth_oreq_t *o, const redisReply *reply, const char 
 }
 
 /* looks the browser's session up: then with_session, or the sign-in page */
-static void check_session(auth_oreq_t *o)
+static void check_session(gw_task_t *o)
 {
     az_t *az = o->ctx;
     h2o_req_t *req = o->greq->req;
@@ -334,7 +334,7 @@ static void check_session(auth_oreq_t *o)
     char key[128];
     snprintf(key, sizeof(key), AUTH_RK_SESS "%s", sid);
     const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "sub", "ck", "acr", "exp"};
-    auth_oreq_command(o, on_session_read, 6, argv, NULL);
+    gw_task_command(o, on_session_read, 6, argv, NULL);
 }
 
 /* ---- sign-in ------------------------------------------------------------------------------------- */
@@ -342,21 +342,21 @@ static void check_session(auth_oreq_t *o)
 static const char signin_failed[] = "手机号或密码不正确。The phone number or password is not correct.";
 static const char signin_locked[] = "尝试次数过多，请15分钟后再试。Too many attempts: try again in 15 minutes.";
 
-static void on_session_created(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_session_created(gw_task_t *o, const redisReply *reply, const char *err)
 {
     if (store_failed_page(o, reply, err))
         return;
     with_session(o);
 }
 
-static void on_fail_counted(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_fail_counted(gw_task_t *o, const redisReply *reply, const char *err)
 {
     if (store_failed_page(o, reply, err))
         return;
     show_signin(o, 401, signin_failed);
 }
 
-static void on_password_checked(auth_oreq_t *o, int result)
+static void on_password_checked(gw_task_t *o, int result)
 {
     az_t *az = o->ctx;
     const gw_conf_t *conf = o->greq->gen->conf;
@@ -371,7 +371,7 @@ static void on_password_checked(auth_oreq_t *o, int result)
         snprintf(window, sizeof(window), "%d", AUTH_LOCK_SECONDS);
         snprintf(limit, sizeof(limit), "%d", AUTH_LOCK_FAILURES);
         const char *args[] = {fail_key, window, limit};
-        auth_oreq_eval(o, &auth_scripts()->login_fail, on_fail_counted, 1, 3, args, NULL);
+        gw_task_eval(o, &auth_scripts()->login_fail, on_fail_counted, 1, 3, args, NULL);
         return;
     }
     /* a new session: sid (22 chars) and a cookie secret (43) of which Redis keeps only the hash */
@@ -391,10 +391,10 @@ static void on_password_checked(auth_oreq_t *o, int result)
     snprintf(at, sizeof(at), "%lld", (long long)time(NULL));
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_s);
     const char *args[] = {sess_key, usess_key, fail_key, az->sub, ck, az->acr, at, ttl, az->sid};
-    auth_oreq_eval(o, &auth_scripts()->session_create, on_session_created, 3, 9, args, NULL);
+    gw_task_eval(o, &auth_scripts()->session_create, on_session_created, 3, 9, args, NULL);
 }
 
-static void on_login_lookup(auth_oreq_t *o, const redisReply *reply, const char *err)
+static void on_login_lookup(gw_task_t *o, const redisReply *reply, const char *err)
 {
     az_t *az = o->ctx;
     if (store_failed_page(o, reply, err))
@@ -412,11 +412,11 @@ static void on_login_lookup(auth_oreq_t *o, const redisReply *reply, const char 
     int known = sub[0] != '\0' && pw[0] != '\0' && strlen(sub) < sizeof(az->sub);
     if (known)
         strcpy(az->sub, sub);
-    if (auth_oreq_kdf(o, known ? pw : NULL, az->password, az->password_len, on_password_checked) != 0)
+    if (auth_task_kdf(o, known ? pw : NULL, az->password, az->password_len, on_password_checked) != 0)
         send_error_page(o->greq, 503, "暂时无法登录 Sign-in unavailable", "服务繁忙，请稍后再试。Please try again in a moment.");
 }
 
-static void signin(auth_oreq_t *o)
+static void signin(gw_task_t *o)
 {
     az_t *az = o->ctx;
     const char *phone_in = auth_form_get(&az->form, "phone"), *pw = auth_form_get(&az->form, "password");
@@ -424,7 +424,7 @@ static void signin(auth_oreq_t *o)
         show_signin(o, 400, "请输入手机号和密码。Enter your phone number and password.");
         return;
     }
-    const uint8_t *dk = auth_data_key(o->greq->gen->conf);
+    const uint8_t *dk = auth_service_data_key(o->greq->gen->conf);
     if (dk == NULL) {
         send_error_page(o->greq, 503, "暂时无法登录 Sign-in unavailable", "Please try again later.");
         return;
@@ -444,7 +444,7 @@ static void signin(auth_oreq_t *o)
     snprintf(fail_key, sizeof(fail_key), AUTH_RK_FAIL "%s", az->phone_idx);
     snprintf(phone_key, sizeof(phone_key), AUTH_RK_PHONE "%s", az->phone_idx);
     const char *args[] = {fail_key, phone_key, AUTH_RK_USER};
-    auth_oreq_eval(o, &auth_scripts()->login_lookup, on_login_lookup, 2, 3, args, NULL);
+    gw_task_eval(o, &auth_scripts()->login_lookup, on_login_lookup, 2, 3, args, NULL);
 }
 
 /* ---- the `login` rate-limit policy ------------------------------------------------------------------
@@ -467,7 +467,7 @@ static const gw_ratelimit_conf_t *login_policy(const gw_conf_t *conf)
     return NULL;
 }
 
-static void continue_post(auth_oreq_t *o);
+static void continue_post(gw_task_t *o);
 
 static unsigned login_slot; /* hegate_ratelimited_total{policy="login"} */
 static pthread_once_t login_slot_once = PTHREAD_ONCE_INIT;
@@ -478,7 +478,7 @@ static void login_slot_init(void)
 
 static void on_login_verdict(void *data, gw_ratelimit_verdict_t *v)
 {
-    auth_oreq_t *o = data;
+    gw_task_t *o = data;
     o->greq->rl_check = NULL;
     pthread_once(&login_slot_once, login_slot_init);
     if (gw_ratelimit_answer(o->greq, v, h2o_iovec_init(NULL, 0), &login_slot,
@@ -487,7 +487,7 @@ static void on_login_verdict(void *data, gw_ratelimit_verdict_t *v)
 }
 
 /* 1: a check is under way (or answered), the POST goes on from on_login_verdict; 0: no limit applies */
-static int check_login_limit(auth_oreq_t *o)
+static int check_login_limit(gw_task_t *o)
 {
     az_t *az = o->ctx;
     gw_req_t *greq = o->greq;
@@ -520,7 +520,7 @@ static int check_login_limit(auth_oreq_t *o)
 void auth_authorize_handle(gw_req_t *greq)
 {
     h2o_req_t *req = greq->req;
-    auth_oreq_t *o = auth_oreq_new(greq);
+    gw_task_t *o = gw_task_new(greq);
     az_t *az = h2o_mem_alloc_pool(&req->pool, sizeof(*az));
     memset(az, 0, sizeof(*az));
     o->ctx = az;
@@ -553,7 +553,7 @@ void auth_authorize_handle(gw_req_t *greq)
 }
 
 /* a valid POST of the sign-in or consent form, once the `login` policy (if any) let it through */
-static void continue_post(auth_oreq_t *o)
+static void continue_post(gw_task_t *o)
 {
     az_t *az = o->ctx;
     gw_req_t *greq = o->greq;
@@ -561,7 +561,7 @@ static void continue_post(auth_oreq_t *o)
     /* CSRF: the form's token must be the HMAC of this browser's pre-auth cookie */
     const char *csrf = auth_form_get(&az->form, "csrf"), *action = auth_form_get(&az->form, "action");
     const char *pre = auth_cookie_get(req, AUTH_COOKIE_PRE);
-    const uint8_t *dk = auth_data_key(greq->gen->conf);
+    const uint8_t *dk = auth_service_data_key(greq->gen->conf);
     char want[65];
     int csrf_ok = 0;
     if (dk != NULL && csrf != NULL && pre != NULL && is_b64url(pre, 43, 43)) {

@@ -17,8 +17,8 @@
 #include <unistd.h>
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
-#include "auth/oauth.h"
-#include "auth/oauth_internal.h"
+#include "auth/http/http.h"
+#include "auth/http/internal.h"
 
 /* ---- masking ------------------------------------------------------------------------------------- */
 

@@ -1,15 +1,15 @@
 /*
- * auth/wellknown.c — the discovery endpoints of the identity service (SPEC §6):
+ * auth/http/wellknown.c — the discovery endpoints of the identity service (SPEC §6):
  *   GET /.well-known/openid-configuration  (and /.well-known/oauth-authorization-server, RFC 8414)
  *   GET /.well-known/jwks.json             every token key that still verifies, as JWKs
  *
- * Called by the pipeline (gateway/pipeline.c) for paths under /.well-known/. Read-only: builds
+ * The /.well-known family: the pipeline (gateway/pipeline.c) calls its handlers. Read-only: builds
  * documents from the request's configuration generation; never touches the store.
  */
 #include <string.h>
 #include <time.h>
 #include <jansson.h>
-#include "gateway/gateway.h"
+#include "auth/http/http.h"
 
 static void send_json(gw_req_t *greq, const char *text, size_t len, const char *cache_control)
 {
@@ -108,24 +108,26 @@ static void send_jwks(gw_req_t *greq)
     free(text);
 }
 
-int auth_wellknown_handle(gw_req_t *greq)
+/* ---- the /.well-known family (only these paths: other /.well-known/ paths may be routes) ------------------ */
+
+static gw_endpoint_t wellknown_endpoints[] = {
+    {.name = "openid-configuration", .path = "openid-configuration", .methods = GW_M_GET | GW_M_HEAD, .handle = send_discovery},
+    {.name = "oauth-authorization-server",
+     .path = "oauth-authorization-server",
+     .methods = GW_M_GET | GW_M_HEAD,
+     .handle = send_discovery},
+    {.name = "jwks", .path = "jwks.json", .methods = GW_M_GET | GW_M_HEAD, .handle = send_jwks},
+};
+
+static gw_family_t wellknown_family = {
+    .name = "well-known",
+    .prefix = "/.well-known",
+    .errors = GW_ERRORS_PROBLEM,
+    .endpoints = wellknown_endpoints,
+    .num_endpoints = sizeof(wellknown_endpoints) / sizeof(wellknown_endpoints[0]),
+};
+
+void auth_wellknown_register(void)
 {
-    h2o_req_t *req = greq->req;
-    h2o_iovec_t path = req->path_normalized;
-    int is_doc = h2o_memis(path.base, path.len, H2O_STRLIT("/.well-known/openid-configuration")) ||
-                 h2o_memis(path.base, path.len, H2O_STRLIT("/.well-known/oauth-authorization-server"));
-    int is_jwks = h2o_memis(path.base, path.len, H2O_STRLIT("/.well-known/jwks.json"));
-    if (!is_doc && !is_jwks)
-        return -1;
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
-        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
-        gw_problem_send(greq, 405, "method-not-allowed", "Method Not Allowed", "this endpoint answers GET only");
-        return 0;
-    }
-    if (is_doc)
-        send_discovery(greq);
-    else
-        send_jwks(greq);
-    return 0;
+    gw_family_register(&wellknown_family);
 }

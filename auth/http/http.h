@@ -1,0 +1,96 @@
+/*
+ * auth/http/http.h — the identity service of SPEC §6 (统一身份认证) as the gateway serves it: the
+ * /oauth2 and /.well-known endpoint families on top of auth's token layer (auth/auth.h) and the
+ * gateway's interface (gateway/gateway.h). This folder is the only part of auth/ that knows the
+ * gateway; main.c registers its families. What its files share privately is in internal.h.
+ *
+ *   oauth.c      the /oauth2 family: token, revoke, introspect, userinfo, logout, logout-all
+ *   authorize.c  /oauth2/authorize: sign-in, sessions (cookie hegate_sid), consent, codes
+ *   wellknown.c  the /.well-known family: discovery and JWKS
+ *   form.c       strict application/x-www-form-urlencoded and query parsing, HTTP Basic, cookies
+ *   pages.c      the HTML sign-in, consent and error pages (every value escaped)
+ *   users.c      `hegate user add`, `hegate client hash-secret`, masking of names and phone numbers
+ *
+ * The Redis key layout (every key under one hash tag, so that the Lua scripts stay on one cluster
+ * slot; identity traffic is small next to rate limiting) is written down in internal.h. Nothing here
+ * logs or answers with a password, a token, a phone number, an ID or card number.
+ */
+#ifndef hegate_auth_http_h
+#define hegate_auth_http_h
+
+#include <stddef.h>
+#include <stdint.h>
+#include "gateway/gateway.h"
+#include "auth/kdf.h"
+
+/* ---- oauth.c, wellknown.c: the endpoint families (main.c registers them, before gw_server_run) ---- */
+
+void auth_oauth_register(void);
+void auth_wellknown_register(void);
+
+/* ---- form.c ------------------------------------------------------------------------------------- */
+
+#define AUTH_FORM_MAX_BYTES 16384
+#define AUTH_FORM_MAX_PARAMS 32
+
+typedef struct {
+    size_t n;
+    struct {
+        const char *name, *value; /* decoded, NUL-terminated, in the pool */
+        size_t value_len;
+    } p[AUTH_FORM_MAX_PARAMS];
+} auth_form_t;
+
+/* Parses TEXT as application/x-www-form-urlencoded, strictly: at most AUTH_FORM_MAX_BYTES bytes and
+ * AUTH_FORM_MAX_PARAMS pairs, every pair "name=value" (empty pieces between '&' refused), valid %XX
+ * escapes only, '+' is a space, decoded text valid UTF-8 without control characters (tab, CR and
+ * LF allowed in values), no parameter twice. 0 or -1. */
+int auth_form_parse(h2o_mem_pool_t *pool, const char *text, size_t len, auth_form_t *out);
+/* The value of NAME, or NULL. */
+const char *auth_form_get(const auth_form_t *form, const char *name);
+/* 1 if the request's content-type is application/x-www-form-urlencoded (charset utf-8 allowed). */
+int auth_form_content_type_ok(h2o_req_t *req);
+/* "Authorization: Basic ..." → client id and secret (each form-urldecoded, RFC 6749 §2.3.1).
+ * 1 found and well-formed, 0 absent (or another scheme), -1 malformed. */
+int auth_basic_parse(h2o_req_t *req, const char **id, const char **secret, size_t *secret_len);
+/* The value of cookie NAME (copied into the pool), or NULL. */
+const char *auth_cookie_get(h2o_req_t *req, const char *name);
+/* Appends S to BUF (percent-encoding everything but unreserved characters); NULL-safe sizes. */
+size_t auth_urlencode(char *buf, size_t bufsz, const char *s);
+
+/* ---- users.c ------------------------------------------------------------------------------------ */
+
+/* `hegate user add -c FILE --phone P --name N --id-number ID [--card KIND:NUMBER]... --password-stdin`
+ * (ARGV[0] is "user"). Exit status: 0 done (prints the new sub), 1 failed, 2 usage. */
+int auth_user_cli_main(int argc, char **argv);
+/* `hegate client hash-secret` (ARGV[0] is "client"): secret on stdin → the hash on stdout. */
+int auth_client_cli_main(int argc, char **argv);
+/* "张三" → "张*" (first character kept, one '*' per further character). OUT ≥ 3 × strlen + 1. */
+void auth_mask_name(const char *name, char *out, size_t outsz);
+/* "13800000000" → "138****0000" (first 3 and last 4 digits kept; short numbers keep the last 2). */
+void auth_mask_phone(const char *phone, char *out, size_t outsz);
+/* Normalises a phone number typed by a person (spaces and dashes dropped): 0 and OUT = "+"? digits
+ * (5–20 of them), or -1. */
+int auth_phone_normalize(const char *in, char *out, size_t outsz);
+
+/* ---- pages.c ------------------------------------------------------------------------------------ */
+
+/* The parameters of one authorization request, carried through the forms as hidden fields. */
+typedef struct {
+    const char *client_id, *redirect_uri, *scope, *state, *code_challenge, *code_challenge_method, *response_type;
+} auth_authz_params_t;
+
+/* Full HTML documents (allocated from POOL). ERROR may be NULL. */
+h2o_iovec_t auth_page_signin(h2o_mem_pool_t *pool, const auth_authz_params_t *p, const char *csrf, const char *error,
+                             const char *client_label);
+h2o_iovec_t auth_page_consent(h2o_mem_pool_t *pool, const auth_authz_params_t *p, const char *csrf, const char *client_label);
+h2o_iovec_t auth_page_error(h2o_mem_pool_t *pool, const char *title, const char *message);
+/* Sends an HTML page with the headers every page gets (no-store, CSP, frame-ancestors 'none'...). */
+void auth_page_send(gw_req_t *greq, int status, h2o_iovec_t body);
+
+/* ---- authorize.c -------------------------------------------------------------------------------- */
+
+/* GET/POST /oauth2/authorize (called by oauth.c's dispatch). */
+void auth_authorize_handle(gw_req_t *greq);
+
+#endif

@@ -4,6 +4,7 @@
 #   bench_header                     machine, load, versions (top of the report)
 #   bench_port VAR...                a distinct free 127.0.0.1 port into each VAR (exported)
 #   bench_render TMPL OUT            copy a bench/conf/*.tmpl, replacing every @VAR@ by $VAR (unset: error)
+#   bench_token KEY_PEM KID          an access token for the bench routes (PyJWT, SPEC §6)
 #   bench_start NAME CPU CMD...      start a server in the background pinned to CPU (log: $BENCH_TMP/NAME.log)
 #   bench_wait_port NAME PORT...     wait until the ports accept (fails early if NAME died)
 #   bench_stop NAME                  stop it (TERM, then KILL after 5 s), children included
@@ -101,6 +102,20 @@ bench_port() {
 
 bench_render() {
   perl -pe 's/@([A-Z][A-Z0-9_]*)@/defined $ENV{$1} ? $ENV{$1} : die "bench: $ARGV: \@$1\@ is not set\n"/ge' "$1" > "$2"
+}
+
+# bench_token KEY_PEM KID: an access token as SPEC §6 (typ at+jwt, ES256, kid), minted independently with
+# PyJWT: issuer https://bench.hegate.test, scope bench, an hour long
+bench_token() {
+  $BENCH_PY - "$1" "$2" <<'PYEOF'
+import sys, time, jwt
+from cryptography.hazmat.primitives import serialization
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), None)
+now = int(time.time())
+print(jwt.encode({"iss": "https://bench.hegate.test", "sub": "bench-user", "aud": "hegate", "client_id": "bench",
+                  "scope": "bench", "iat": now, "exp": now + 3600, "jti": "bench-1", "sid": "bench-s"},
+                 key, algorithm="ES256", headers={"typ": "at+jwt", "kid": sys.argv[2]}))
+PYEOF
 }
 
 bench_start() {

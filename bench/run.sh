@@ -29,6 +29,8 @@
 #   BENCH_REDIS_CPU=0 …                        the core redis-server is pinned to (default: the client core)
 #   BENCH_REDIS_NICE=0 …                       its nice value (default -10: ahead of h2load and nginx)
 #   HEGATE_BIN=path                            another hegate binary
+#   HEGATE_BASE_BIN=path                       an earlier build measured beside it ("@base" rows: public,
+#                                              authenticated, rate-limited; CPU per request compared)
 # More knobs: bench/lib.sh.
 #
 # Layout: bench/lib.sh (machinery: bench_row, bench_target, bench_micro …), bench/tools.py
@@ -62,17 +64,7 @@ if [ -z "$TOKEN_KEY" ]; then   # no hegate: a key of our own, for HAProxy's jwt_
 fi
 TOKEN_KID=$(basename "$TOKEN_KEY" .pem); TOKEN_KID=${TOKEN_KID#*-}   # keys are <unix-time>-<kid>.pem
 openssl ec -in "$TOKEN_KEY" -pubout -out "$T/token-pub.pem" 2>/dev/null
-# An access token as SPEC §6 (typ at+jwt, ES256, kid), minted independently with PyJWT.
-TOKEN=$($BENCH_PY - "$TOKEN_KEY" "$TOKEN_KID" <<'PYEOF'
-import sys, time, jwt
-from cryptography.hazmat.primitives import serialization
-key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), None)
-now = int(time.time())
-print(jwt.encode({"iss": "https://bench.hegate.test", "sub": "bench-user", "aud": "hegate", "client_id": "bench",
-                  "scope": "bench", "iat": now, "exp": now + 3600, "jti": "bench-1", "sid": "bench-s"},
-                 key, algorithm="ES256", headers={"typ": "at+jwt", "kid": sys.argv[2]}))
-PYEOF
-) || { bench_log "cannot mint the bench token"; TOKEN=none; }
+TOKEN=$(bench_token "$TOKEN_KEY" "$TOKEN_KID") || { bench_log "cannot mint the bench token"; TOKEN=none; }
 AUTH="authorization: Bearer $TOKEN"
 
 # ---- per-issue row files: bench/rows_*.sh each define, for their own rows (all optional):
@@ -144,9 +136,25 @@ start_hegate() {
   bench_start hegate "$BENCH_SERVER_CPU" "$HEGATE" -c "$T/hegate.yaml"
   bench_wait_port hegate "$HEGATE_PORT" "$HEGATE_TLS_PORT" || { HEGATE_OK=0; HEGATE_WHY="hegate did not start (see above)"; }
 }
+# Another build of hegate beside this one (HEGATE_BASE_BIN=path, e.g. the commit a refactoring started
+# from): the same configuration on ports of its own; the "... @base" rows alternate with this build's.
+start_hegatebase() {
+  HEGATEBASE_OK=0; HEGATEBASE_WHY="HEGATE_BASE_BIN is not set"
+  [ -n "${HEGATE_BASE_BIN:-}" ] || return 0
+  [ "$HEGATE_OK" = 1 ] || { HEGATEBASE_WHY="the build under test did not start"; return 0; }
+  local p=$HEGATE_PORT tp=$HEGATE_TLS_PORT ap=$HEGATE_ADMIN_PORT
+  bench_port HEGATE_PORT HEGATE_TLS_PORT HEGATE_ADMIN_PORT
+  bench_render bench/conf/hegate.yaml.tmpl "$T/hegate-base.yaml"
+  HEGATEBASE_PORT=$HEGATE_PORT; HEGATE_PORT=$p; HEGATE_TLS_PORT=$tp; HEGATE_ADMIN_PORT=$ap
+  bench_start hegatebase "$BENCH_SERVER_CPU" "$HEGATE_BASE_BIN" -c "$T/hegate-base.yaml"
+  if bench_wait_port hegatebase "$HEGATEBASE_PORT"; then HEGATEBASE_OK=1
+    bench_note "The @base rows: $HEGATE_BASE_BIN ($("$HEGATE_BASE_BIN" --version 2>&1 | head -1)), same configuration."
+  else HEGATEBASE_WHY="$HEGATE_BASE_BIN did not start"; fi
+}
 start_h2o
 start_haproxy
 start_hegate
+start_hegatebase
 # HOOK: another server under test (a reference, another gateway build): start_NAME here, rows below.
 
 # row SERVER NAME URL [h2load args...]: bench_row measured on SERVER (its CPU per request, its profile),
@@ -164,6 +172,18 @@ H2O="h2o 2.2.5 reverse proxy"; HAP="HAProxy 2.6 reverse proxy"; PUB="hegate publ
 AUTHR="hegate authenticated route (cached token)"; LIM="hegate rate-limited route (per-ip + per-client)"
 LIMPUB="hegate public route + 2 per-ip policies"; BENCH_PAIRS=${BENCH_PAIRS:-3}
 HG=http://127.0.0.1:${HEGATE_PORT:-0}; HGS=https://127.0.0.1:${HEGATE_TLS_PORT:-0}
+HGB=http://127.0.0.1:${HEGATEBASE_PORT:-0}
+# this build's row NAME URL ARGS, and (with HEGATE_BASE_BIN) the base build's "NAME @base" beside it,
+# which one goes first alternating by round
+pair_row() {
+  local name=$1 path=$2; shift 2
+  if [ -z "${HEGATE_BASE_BIN:-}" ]; then row hegate "$name" "$HG$path" "$@"; return; fi
+  if [ $(( ${BENCH_ROUND%%.*} % 2 )) = 1 ]; then
+    row hegate "$name" "$HG$path" "$@"; row hegatebase "$name @base" "$HGB$path" "$@"
+  else
+    row hegatebase "$name @base" "$HGB$path" "$@"; row hegate "$name" "$HG$path" "$@"
+  fi
+}
 for BENCH_ROUND in $(seq 1 "$BENCH_ROUNDS"); do
   [ "$BENCH_ROUNDS" -gt 1 ] && bench_log "round $BENCH_ROUND of $BENCH_ROUNDS"
   # h2c: back end direct, h2o, hegate's public route (no token, no limit: issue 3), then the hegate
@@ -171,18 +191,18 @@ for BENCH_ROUND in $(seq 1 "$BENCH_ROUNDS"); do
   # (the direct rows' server CPU is the back end's: nginx runs on the client core)
   row nginx   "back end (nginx) direct" "http://127.0.0.1:$BACKEND_H2C_PORT/bench"
   row h2o     "$H2O" "http://127.0.0.1:${H2O_PORT:-0}/bench"
-  row hegate  "$PUB" "$HG/bench"
+  pair_row "$PUB" /bench
   # issue 5: the same token on every request (the verified-token cache path); its reference, HAProxy
   # verifying the token (ES256) on every request, comes below. h2load (nghttp2) never indexes
   # `authorization` in HPACK: every request carries the whole token, as many real clients do.
-  row hegate  "$AUTHR" "$HG/auth/bench" -H "$AUTH"
+  pair_row "$AUTHR" /auth/bench -H "$AUTH"
   # issue 4: the same authenticated route with two policies, per-ip + per-client, over Redis (one
   # script call per batch of requests), right after it; then BENCH_PAIRS - 1 more pairs in alternating
   # order (limited first, then unlimited first …), each pair its own comparison ("round" R.P): the
   # targets are medians of ROUNDS x PAIRS comparisons. And, for reference, the public route with two
   # per-ip policies (what this row measured before tokens existed), beside the public route.
   if [ "$REDIS_OK" = 1 ]; then
-    row hegate "$LIM" "$HG/limited/bench" -H "$AUTH"
+    pair_row "$LIM" /limited/bench -H "$AUTH"
     for BENCH_PAIR in $(seq 2 "$BENCH_PAIRS"); do
       if [ $(( BENCH_PAIR % 2 )) = 0 ]; then
         BENCH_ROUND=$BENCH_ROUND.$BENCH_PAIR row hegate "$LIM" "$HG/limited/bench" -H "$AUTH"
@@ -221,6 +241,7 @@ for BENCH_ROUND in $(seq 1 "$BENCH_ROUNDS"); do
   #   client of our own (bench_micro); offline verification through qr/ alone is a bench_micro too.
 done
 bench_stop hegate; bench_stop haproxy; bench_stop h2o
+[ "${HEGATEBASE_OK:-0}" = 1 ] && bench_stop hegatebase
 
 # ---- targets (from the issues) and the quiet-machine references (NOTES.md) -------------------------------
 for p in h2c tls; do
@@ -234,6 +255,12 @@ bench_target "issue 4 (for reference): public route + 2 per-ip policies vs publi
   "$LIMPUB" h2c "$PUB" h2c info -
 bench_target "issue 4 (for reference): p99 added by 2 per-ip policies on the public route" p99_added_ms \
   "$LIMPUB" h2c "$PUB" h2c info -
+if [ -n "${HEGATE_BASE_BIN:-}" ]; then
+  for r in "$PUB" "$AUTHR" "$LIM"; do
+    bench_target "issue 11: $r, server CPU per request vs the base build" cpu_ratio "$r" h2c "$r @base" h2c "<=" 1.03
+    bench_target "issue 11: $r, throughput vs the base build" rps_ratio "$r" h2c "$r @base" h2c info -
+  done
+fi
 bench_target "issue 5: authenticated route (cached) vs public route" rps_ratio "$AUTHR" h2c "$PUB" h2c ">=" 0.90
 bench_target "issue 5: authenticated route vs HAProxy ES256 jwt_verify (expect ≥ 5×)" rps_ratio \
   "$AUTHR" h2c "HAProxy 2.6 + ES256 jwt_verify" h2c ">=" 5

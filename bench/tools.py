@@ -236,6 +236,8 @@ def cmd_table(d):
                 return f(a["rps"]) / f(b["rps"])
             if kind == "p99_ratio":
                 return f(a["p99"]) / f(b["p99"])
+            if kind == "cpu_ratio":  # server CPU per request
+                return f(a["us"]) / f(b["us"]) if f(b["us"]) > 0 and not math.isnan(f(a["us"])) else None
             if kind == "p99_added_ms":
                 return f(a["p99"]) - f(b["p99"])
             if kind == "rps":
@@ -246,7 +248,7 @@ def cmd_table(d):
 
         for label, kind, an, ap, bn, bp, op, val in targets:
             val = None if op == "info" else f(val)
-            unit = {"rps_ratio": "×", "p99_ratio": "×", "p99_added_ms": " ms", "rps": " req/s", "ok_rps": " req/s"}.get(kind)
+            unit = {"rps_ratio": "×", "cpu_ratio": "×", "p99_ratio": "×", "p99_added_ms": " ms", "rps": " req/s", "ok_rps": " req/s"}.get(kind)
             if unit is None:
                 out.append("- %s: unknown kind %s" % (label, kind))
                 continue

@@ -73,7 +73,7 @@ typedef struct {
 } gw_gcra_policy_t;
 
 /* 1 when LIMIT, WINDOW_MS, BURST are all > 0, LIMIT <= 2^50 and BURST * WINDOW_MS <= 2^50. */
-int gw_gcra_params_ok(uint64_t limit, uint64_t window_ms, uint64_t burst);
+static inline int gw_gcra_params_ok(uint64_t limit, uint64_t window_ms, uint64_t burst);
 /* One request at NOW_MS against STATE (updated when allowed, or clamped). -1 if the parameters are
  * not ok (nothing changed, *RES untouched), else 0. gw_gcra_all(1, ...) */
 int gw_gcra(uint64_t limit, uint64_t window_ms, uint64_t burst, int64_t now_ms, gw_gcra_state_t *state, gw_gcra_result_t *res);
@@ -85,12 +85,12 @@ int gw_gcra_all(size_t n, const gw_gcra_policy_t *p, int64_t now_ms, gw_gcra_sta
  * returns): -1 if some parameters are not ok or some D[i] > tau, 1 admitted, 0 refused. */
 int gw_gcra_results(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, gw_gcra_result_t *res);
 /* ceil(ms / 1000): whole seconds for the RateLimit "t" and Retry-After */
-uint64_t gw_ratelimit_seconds(uint64_t ms);
+static inline uint64_t gw_ratelimit_seconds(uint64_t ms);
 
 /* How many of COUNT identical requests in a row (the same N policies, all at the same instant, states
  * D[i] as gw_gcra_results takes them before the first) are admitted: the first ones, until one policy
  * is full; request j (0-based) then sees D[i] + min(j, admitted) * window_ms[i]. 0 if some D[i] > tau. */
-uint64_t gw_gcra_run_admits(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, uint64_t count);
+static inline uint64_t gw_gcra_run_admits(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, uint64_t count);
 
 /* The Lua version, for a batch of requests: KEYS = their u distinct state keys (one slot), ARGV =
  * limit, window_ms, burst of each key (3u), then one string per RUN of identical requests: a count
@@ -189,5 +189,34 @@ typedef struct {
 } gw_ratelimit_stats_t;
 /* Any thread (relaxed atomic reads). */
 void gw_ratelimit_get_stats(const gw_ratelimit_ctx_t *ctx, gw_ratelimit_stats_t *out);
+
+/* ---- inline functions (the limiter calls them for every request: they stay inlined there) ------ */
+
+static inline int gw_gcra_params_ok(uint64_t limit, uint64_t window_ms, uint64_t burst)
+{
+    uint64_t tau; /* burst * window_ms without a division: this runs several times per request */
+    return limit > 0 && window_ms > 0 && burst > 0 && limit <= GW_GCRA_MAX && !__builtin_mul_overflow(burst, window_ms, &tau) &&
+           tau <= GW_GCRA_MAX;
+}
+
+static inline uint64_t gw_ratelimit_seconds(uint64_t ms)
+{
+    return ms / 1000 + (ms % 1000 != 0);
+}
+
+static inline uint64_t gw_gcra_run_admits(size_t n, const gw_gcra_policy_t *p, const uint64_t *d, uint64_t count)
+{
+    /* each admitted request adds window_ms to every d; a refused one changes nothing, so once one is
+     * refused all later ones are too: the first floor((tau - d) / window_ms) of them, for every policy */
+    for (size_t i = 0; i != n; ++i) {
+        const uint64_t tau = p[i].burst * p[i].window_ms;
+        if (p[i].window_ms == 0 || d[i] > tau)
+            return 0;
+        uint64_t q = (tau - d[i]) / p[i].window_ms;
+        if (q < count)
+            count = q;
+    }
+    return count;
+}
 
 #endif

@@ -146,4 +146,15 @@ uint16_t gw_store_crc16(const void *buf, size_t len);
 /* The cluster slot of KEY (0..16383), hashing only the first non-empty {...} hash tag if any. */
 unsigned gw_store_key_slot(const void *key, size_t len);
 
+/* A cluster redirection: "MOVED 3999 127.0.0.1:6381", or "ASK 3999 :6381" (follow once, after ASKING). */
+typedef struct {
+    unsigned slot;    /* 0..16383 */
+    const char *host; /* into the reply text, not NUL-terminated */
+    size_t host_len;  /* 0: the same host as the node that answered; at most 255 */
+    uint16_t port;    /* 1..65535 */
+    int ask;          /* 1 for ASK, 0 for MOVED */
+} gw_store_redirect_t;
+/* Parses the error reply text S (LEN bytes) as MOVED or ASK. 0 on success; -1 if it is neither or malformed. */
+int gw_store_parse_redirect(const char *s, size_t len, gw_store_redirect_t *out);
+
 #endif

@@ -224,22 +224,22 @@ static redisReply *store_argv(redisContext **rc, const gw_conf_t *conf, int argc
         if (conf->redis.url != NULL || (!moved && !ask) || hops == 5)
             return r;
         /* "MOVED <slot> <host>:<port>" (an empty host: the node we asked) */
-        const char *target = strchr(r->str + (moved ? 6 : 4), ' '), *colon = target != NULL ? strrchr(target, ':') : NULL;
+        gw_store_redirect_t to;
         gw_store_addr_t addr;
         char err[256];
-        if (colon == NULL || gw_store_parse_url(conf->redis.cluster.v[0], &addr, err, sizeof(err)) != 0)
+        if (gw_store_parse_redirect(r->str, r->len, &to) != 0 ||
+            gw_store_parse_url(conf->redis.cluster.v[0], &addr, err, sizeof(err)) != 0)
             return r;
-        size_t hl = (size_t)(colon - target - 1);
-        if (hl != 0 && hl < sizeof(addr.host)) {
-            memcpy(addr.host, target + 1, hl);
-            addr.host[hl] = '\0';
-        } else if (hl != 0 || (*rc)->tcp.host == NULL) {
+        if (to.host_len != 0) {
+            memcpy(addr.host, to.host, to.host_len);
+            addr.host[to.host_len] = '\0';
+        } else if ((*rc)->tcp.host == NULL) {
             OPENSSL_cleanse(&addr, sizeof(addr));
             return r;
         } else {
             snprintf(addr.host, sizeof(addr.host), "%s", (*rc)->tcp.host);
         }
-        addr.port = (uint16_t)atoi(colon + 1);
+        addr.port = to.port;
         addr.path[0] = '\0';
         redisContext *c = connect_addr(&addr, err, sizeof(err));
         OPENSSL_cleanse(&addr, sizeof(addr));

@@ -3,7 +3,7 @@
  * JWKS files, our JWKS document (SPEC §6) and the `hegate keys generate|rotate|list|jwks` command.
  *
  * The gateway loads each purpose's keys once per configuration generation (start, SIGHUP) into an
- * auth_keyset_t whose EVP_PKEYs are then used for every signature and verification — a PEM is
+ * auth_keyset_t whose parsed keys (crypto/'s) are then used for every signature and verification — a PEM is
  * never parsed on a request. Rules for names, modes, "newest signs" and retirement are in
  * auth/auth.h. Never prints, logs or keeps in a normal buffer any private key material: PEM text
  * goes through OpenSSL's secure-memory BIO or is cleansed after use.
@@ -19,13 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/bio.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/param_build.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include "auth/internal.h"
 
 #define KEY_FILE_MAX (64 * 1024) /* a P-256 PEM is ~250 bytes */
@@ -61,19 +55,41 @@ static int fmt_path(char *out, size_t outsz, const char *fmt, ...)
 
 /* ---- one key --------------------------------------------------------------------------------- */
 
-static auth_key_t *key_new(EVP_PKEY *pkey, int has_private)
+/* Wraps KEY (taken over) as a key pinned to ES256, with KID[0..KID_LEN) as its kid (KID NULL: the
+ * kid of SPEC §6, from the SPKI hash) and, for a private key, the fixed header of the tokens it
+ * signs. NULL (KEY freed) on failure. */
+static auth_key_t *key_new(crypto_key_t *key, const char *kid, size_t kid_len, char *err, size_t errsz)
 {
     auth_key_t *k = calloc(1, sizeof(*k));
     if (k == NULL) {
-        EVP_PKEY_free(pkey);
+        crypto_key_free(key);
+        set_err(err, errsz, "out of memory");
         return NULL;
     }
-    static uint64_t serials;
-    k->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
-    k->pkey = pkey;
-    k->has_private = has_private;
+    k->key = key;
     k->alg = AUTH_ALG_ES256;
     k->retire_at = INT64_MAX;
+    if (kid == NULL) {
+        k->kid_len = crypto_b64url_encode(k->kid, crypto_key_spki_sha256(key), 8);
+    } else {
+        memcpy(k->kid, kid, kid_len);
+        k->kid[kid_len] = '\0';
+        k->kid_len = kid_len;
+    }
+    if (crypto_key_has_private(key)) {
+        json_t *h = json_pack("{s:s, s:s, s:s#}", "alg", "ES256", "typ", "at+jwt", "kid", k->kid, (int)k->kid_len);
+        char *text = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
+        json_decref(h);
+        size_t tlen = text != NULL ? strlen(text) : 0;
+        if (text != NULL && (k->hdr_b64 = malloc(CRYPTO_B64URL_LEN(tlen) + 1)) != NULL)
+            k->hdr_b64_len = crypto_b64url_encode(k->hdr_b64, text, tlen);
+        free(text);
+        if (k->hdr_b64 == NULL) {
+            auth_key_free(k);
+            set_err(err, errsz, "out of memory");
+            return NULL;
+        }
+    }
     return k;
 }
 
@@ -81,80 +97,15 @@ void auth_key_free(auth_key_t *key)
 {
     if (key == NULL)
         return;
-    EVP_PKEY_free(key->pkey);
+    crypto_key_free(key->key);
     free(key->hdr_b64);
     free(key);
 }
 
-int auth_key_finish(auth_key_t *k, int keep_kid, char *err, size_t errsz)
-{
-    char group[32];
-    if (!EVP_PKEY_is_a(k->pkey, "EC") ||
-        EVP_PKEY_get_utf8_string_param(k->pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
-        strcmp(group, "prime256v1") != 0) {
-        set_err(err, errsz, "not an EC P-256 key");
-        return -1;
-    }
-    BIGNUM *x = NULL, *y = NULL;
-    int ok = EVP_PKEY_get_bn_param(k->pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
-             EVP_PKEY_get_bn_param(k->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 && BN_bn2binpad(x, k->x, 32) == 32 &&
-             BN_bn2binpad(y, k->y, 32) == 32;
-    BN_free(x);
-    BN_free(y);
-    if (!ok) {
-        set_err(err, errsz, "cannot read the public point");
-        return -1;
-    }
-    unsigned char *der = NULL;
-    int derlen = i2d_PUBKEY(k->pkey, &der);
-    ok = derlen > 0 && EVP_Digest(der, (size_t)derlen, k->spki_sha256, NULL, EVP_sha256(), NULL) == 1;
-    OPENSSL_free(der);
-    if (!ok) {
-        set_err(err, errsz, "cannot encode the public key");
-        return -1;
-    }
-    if (!keep_kid || k->kid_len == 0)
-        k->kid_len = auth_b64url_encode(k->kid, k->spki_sha256, 8);
-    if (k->has_private) {
-        json_t *h = json_pack("{s:s, s:s, s:s#}", "alg", "ES256", "typ", "at+jwt", "kid", k->kid, (int)k->kid_len);
-        char *text = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
-        json_decref(h);
-        if (text == NULL) {
-            set_err(err, errsz, "out of memory");
-            return -1;
-        }
-        size_t tlen = strlen(text);
-        free(k->hdr_b64);
-        k->hdr_b64 = malloc(AUTH_B64URL_LEN(tlen) + 1);
-        if (k->hdr_b64 != NULL)
-            k->hdr_b64_len = auth_b64url_encode(k->hdr_b64, text, tlen);
-        free(text);
-        if (k->hdr_b64 == NULL) {
-            set_err(err, errsz, "out of memory");
-            return -1;
-        }
-    }
-    return 0;
-}
-
 auth_key_t *auth_key_generate(void)
 {
-    EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    if (pkey == NULL)
-        return NULL;
-    auth_key_t *k = key_new(pkey, 1);
-    if (k != NULL && auth_key_finish(k, 0, NULL, 0) != 0) {
-        auth_key_free(k);
-        k = NULL;
-    }
-    return k;
-}
-
-/* PEM password callback: never prompt (OpenSSL's default reads the terminal); encrypted keys fail. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf, (void)size, (void)rwflag, (void)u;
-    return -1;
+    crypto_key_t *key = crypto_key_generate();
+    return key != NULL ? key_new(key, NULL, 0, NULL, 0) : NULL;
 }
 
 auth_key_t *auth_key_from_pem(const char *pem, size_t len, char *err, size_t errsz)
@@ -163,24 +114,8 @@ auth_key_t *auth_key_from_pem(const char *pem, size_t len, char *err, size_t err
         set_err(err, errsz, "PEM too large");
         return NULL;
     }
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    EVP_PKEY *pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
-    BIO_free(bio);
-    ERR_clear_error();
-    if (pkey == NULL) {
-        set_err(err, errsz, "not an unencrypted PEM private key");
-        return NULL;
-    }
-    auth_key_t *k = key_new(pkey, 1);
-    if (k == NULL) {
-        set_err(err, errsz, "out of memory");
-        return NULL;
-    }
-    if (auth_key_finish(k, 0, err, errsz) != 0) {
-        auth_key_free(k);
-        return NULL;
-    }
-    return k;
+    crypto_key_t *key = crypto_key_from_private_pem(pem, len, err, errsz);
+    return key != NULL ? key_new(key, NULL, 0, err, errsz) : NULL;
 }
 
 static int jwk_str(json_t *o, const char *name, const char **out)
@@ -254,50 +189,17 @@ static auth_key_t *key_from_jwk_object(json_t *o, char *err, size_t errsz)
         set_err(err, errsz, "kid empty or longer than %d bytes", AUTH_KID_MAX);
         return NULL;
     }
-    uint8_t point[65];
-    point[0] = 0x04;
-    if (auth_b64url_decode(point + 1, 32, xs, strlen(xs)) != 32 || auth_b64url_decode(point + 33, 32, ys, strlen(ys)) != 32) {
+    uint8_t x[32], y[32];
+    if (crypto_b64url_decode(x, 32, xs, strlen(xs)) != 32 || crypto_b64url_decode(y, 32, ys, strlen(ys)) != 32) {
         set_err(err, errsz, "x and y must be 32 bytes of strict base64url");
         return NULL;
     }
-    EVP_PKEY *pkey = NULL;
-    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *ctx = NULL, *check = NULL;
-    int ok = bld != NULL && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) == 1 &&
-             OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)) == 1 &&
-             (params = OSSL_PARAM_BLD_to_param(bld)) != NULL && (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) != NULL &&
-             EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1 &&
-             (check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) != NULL && EVP_PKEY_public_check(check) == 1;
-    EVP_PKEY_CTX_free(check);
-    EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    ERR_clear_error();
-    if (!ok) {
-        EVP_PKEY_free(pkey);
+    crypto_key_t *key = crypto_key_from_xy(x, y);
+    if (key == NULL) {
         set_err(err, errsz, "x, y is not a point on P-256");
         return NULL;
     }
-    auth_key_t *k = key_new(pkey, 0);
-    if (k == NULL) {
-        set_err(err, errsz, "out of memory");
-        return NULL;
-    }
-    if (kid != NULL) {
-        memcpy(k->kid, kid, kid_len);
-        k->kid[kid_len] = '\0';
-        k->kid_len = kid_len;
-    }
-    if (auth_key_finish(k, 1, err, errsz) != 0) {
-        auth_key_free(k);
-        return NULL;
-    }
-    if (kid == NULL) { /* keep "no kid" rather than inventing one */
-        k->kid[0] = '\0';
-        k->kid_len = 0;
-    }
-    return k;
+    return key_new(key, kid != NULL ? kid : "", kid_len, err, errsz); /* no kid: keep none rather than invent one */
 }
 
 auth_key_t *auth_key_from_jwk(const char *json, size_t len, char *err, size_t errsz)
@@ -317,75 +219,9 @@ auth_key_t *auth_key_from_jwk(const char *json, size_t len, char *err, size_t er
     return k;
 }
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
 int auth_key_write_pem(const auth_key_t *key, const char *path)
 {
-    if (!key->has_private) {
-        errno = EINVAL;
-        return -1;
-    }
-    char tmp[PATH_MAX];
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    BIO *bio = BIO_new(BIO_s_secmem()); /* cleansed when freed */
-    char *pem = NULL;
-    long pemlen = 0;
-    if (bio == NULL || PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) != 1 ||
-        (pemlen = BIO_get_mem_data(bio, &pem)) <= 0) {
-        BIO_free(bio);
-        ERR_clear_error();
-        errno = EIO;
-        return -1;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        int e = errno;
-        BIO_free(bio);
-        errno = e;
-        return -1;
-    }
-    int ok = fchmod(fd, 0600) == 0;
-    for (long off = 0; ok && off < pemlen;) {
-        ssize_t w = write(fd, pem + off, (size_t)(pemlen - off));
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            ok = 0;
-        else
-            off += w;
-    }
-    BIO_free(bio);
-    ok = ok && fsync(fd) == 0;
-    int e = errno;
-    close(fd);
-    if (ok && link(tmp, path) != 0) { /* link, not rename: never replaces an existing key */
-        e = errno;
-        ok = 0;
-    }
-    unlink(tmp);
-    if (ok)
-        fsync_dir_of(path);
-    errno = e;
-    return ok ? 0 : -1;
+    return crypto_key_save_private_pem(key->key, path);
 }
 
 const char *auth_key_kid(const auth_key_t *key)
@@ -395,18 +231,17 @@ const char *auth_key_kid(const auth_key_t *key)
 
 const uint8_t *auth_key_spki_sha256(const auth_key_t *key)
 {
-    return key->spki_sha256;
+    return crypto_key_spki_sha256(key->key);
 }
 
 void auth_key_public_xy(const auth_key_t *key, uint8_t x[32], uint8_t y[32])
 {
-    memcpy(x, key->x, 32);
-    memcpy(y, key->y, 32);
+    crypto_key_xy(key->key, x, y);
 }
 
 int auth_key_has_private(const auth_key_t *key)
 {
-    return key->has_private;
+    return crypto_key_has_private(key->key);
 }
 
 int64_t auth_key_created(const auth_key_t *key)
@@ -421,7 +256,7 @@ int64_t auth_key_retire_at(const auth_key_t *key)
 
 struct evp_pkey_st *auth_key_pkey(const auth_key_t *key)
 {
-    return key->pkey;
+    return crypto_key_pkey(key->key);
 }
 
 /* ---- key sets -------------------------------------------------------------------------------- */
@@ -486,7 +321,7 @@ const auth_key_t *auth_keyset_get(const auth_keyset_t *set, size_t i)
 const auth_key_t *auth_keyset_signer(const auth_keyset_t *set)
 {
     for (size_t i = 0; i != set->n; ++i)
-        if (set->keys[i]->has_private)
+        if (crypto_key_has_private(set->keys[i]->key))
             return set->keys[i];
     return NULL;
 }
@@ -504,9 +339,11 @@ char *auth_keyset_jwks(const auth_keyset_t *set, int64_t now)
         const auth_key_t *k = set->keys[i];
         if (now >= k->retire_at || k->kid_len == 0)
             continue;
-        char x[AUTH_B64URL_LEN(32) + 1], y[AUTH_B64URL_LEN(32) + 1];
-        auth_b64url_encode(x, k->x, 32);
-        auth_b64url_encode(y, k->y, 32);
+        uint8_t xb[32], yb[32];
+        char x[CRYPTO_B64URL_LEN(32) + 1], y[CRYPTO_B64URL_LEN(32) + 1];
+        crypto_key_xy(k->key, xb, yb);
+        crypto_b64url_encode(x, xb, 32);
+        crypto_b64url_encode(y, yb, 32);
         json_t *jwk = json_pack("{s:s, s:s, s:s, s:s, s:s#, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", x, "y", y, "kid", k->kid,
                                 (int)k->kid_len, "alg", "ES256", "use", "sig");
         if (jwk == NULL || json_array_append_new(keys, jwk) != 0) {

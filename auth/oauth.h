@@ -77,7 +77,7 @@ void auth_subkey(const uint8_t key[AUTH_DATA_KEY_LEN], const char *label, uint8_
 void auth_hmac_hex(const uint8_t subkey[32], const void *msg, size_t len, char out[65]);
 /* Lower-case hex of SHA-256(MSG). */
 void auth_sha256_hex(const void *msg, size_t len, char out[65]);
-/* N random bytes as base64url into OUT (room for AUTH_B64URL_LEN(N) + 1). 0/-1. */
+/* N random bytes as base64url into OUT (room for CRYPTO_B64URL_LEN(N) + 1). 0/-1. */
 int auth_random_b64url(char *out, size_t n);
 /* 1 when A and B (NUL-terminated) are equal, in time independent of where they differ. */
 int auth_str_equal_ct(const char *a, const char *b);

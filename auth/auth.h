@@ -11,7 +11,8 @@
  * named after the file that implements them:
  *
  *   json.c      the bounded JSON parser
- *   keys.c      ES256 keys, key sets (a key folder or a JWKS file), JWKS output, `hegate keys ...`
+ *   keys.c      ES256 keys, key sets (a key folder or a JWKS file), JWKS output
+ *   keys_cli.c  `hegate keys ...`
  *   jwt.c       signing access tokens; the low-level JWS check; the strict verifier
  *   tokcache.c  a per-thread cache of verified tokens
  *
@@ -111,6 +112,8 @@ const auth_key_t *auth_keyset_find(const auth_keyset_t *set, const char *kid, si
 /* {"keys":[{"kty":"EC","crv":"P-256","x","y","kid","alg":"ES256","use":"sig"}, ...]} with every key
  * that verifies at NOW, newest first. malloc'd NUL-terminated text (free()), or NULL. */
 char *auth_keyset_jwks(const auth_keyset_t *set, int64_t now);
+
+/* ---- keys_cli.c ------------------------------------------------------------------------------- */
 
 /* `hegate keys ...`. ARGV[0] is "keys" (the sub-command's own name), then:
  *   generate --dir DIR                      make DIR/token and DIR/code with one key each (a purpose that

@@ -1,7 +1,7 @@
 /*
  * auth/internal.h — what the files of auth/'s token layer share and nobody else should use:
- * the layout of a key and of a key set, the ES256 primitives pinned to a key's alg, and the
- * verifier's insides that the token cache needs.
+ * the layout of a key and of a key set, the key folder scan (the library's and the CLI's), the
+ * ES256 primitives pinned to a key's alg, and the verifier's insides that the token cache needs.
  * Include auth/auth.h for the public contract.
  */
 #ifndef hegate_auth_internal_h
@@ -37,6 +37,17 @@ struct auth_verifier {
         const auth_keyset_t *keys;
     } * issuers;
 };
+
+/* keys.c: every key file of DIR (one purpose's folder), sorted newest first, retire_at not yet set;
+ * *OUT is malloc'd (free with auth_keys_free). 0, or -1 with the reason in ERR. */
+int auth_keydir_scan(const char *dir, auth_key_t ***out, size_t *count, char *err, size_t errsz);
+void auth_keys_free(auth_key_t **keys, size_t n);
+
+/* keys.c: the folder name of a purpose under keys.dir ("token", "code"). */
+const char *auth_key_purpose_dir(auth_key_purpose_t purpose);
+
+/* keys.c: snprintf that reports truncation: 0 if the whole text fit, else -1 (errno ENAMETOOLONG). */
+int auth_path_fmt(char *out, size_t outsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* jwt.c: ES256 (crypto_es256_sign / crypto_es256_verify, raw r‖s, signing low-S) with KEY only if
  * KEY is pinned to ES256 — the JOSE rule that a key is used with its one algorithm. */

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 static double cpu_s(void)
 {

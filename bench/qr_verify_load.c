@@ -32,7 +32,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 #define RBUF 65536
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "gateway/gateway.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 #include "auth/oauth.h"
 
 static const char usage[] =

@@ -6,7 +6,7 @@
  * past OUTSZ and never allocates.
  */
 #include <string.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 static const char b45_alphabet[45] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
 

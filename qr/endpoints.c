@@ -38,7 +38,7 @@
 #include <jansson.h>
 #include "gateway/gateway.h"
 #include "auth/oauth_internal.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 #include "qr/endpoints_internal.h"
 
 #define QR_RK AUTH_RK

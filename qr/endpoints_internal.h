@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 #define QR_BODY_MAX 4096 /* bytes of JSON accepted by any /qr/v1 endpoint */
 

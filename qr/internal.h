@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 /* ecdsa.c: reads a whole file of at most MAX bytes into a malloc'd, NUL-terminated buffer. NULL on failure. */
 char *qr_read_file(const char *path, size_t max, size_t *len);

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 #define FUZZ_NOW 1750000000
 

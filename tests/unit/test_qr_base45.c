@@ -2,7 +2,7 @@
  * tests/unit/test_qr_base45.c — Base45 (RFC 9285 vectors and refusals) and strict base64url.
  */
 #include "tests/unit/unit.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 static void assert_b45(const char *plain, const char *encoded)
 {

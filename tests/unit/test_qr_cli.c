@@ -13,7 +13,7 @@
 #include <openssl/ec.h>
 #include <openssl/pem.h>
 #include "tests/unit/unit.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 #define NOW 1750000000
 #define NOW_S "1750000000"

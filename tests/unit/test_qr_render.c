@@ -5,7 +5,7 @@
  */
 #include <unistd.h>
 #include "tests/unit/unit.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 static char code_text[HMT1_TEXT_LEN + 1];
 

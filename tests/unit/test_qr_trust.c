@@ -8,7 +8,7 @@
 #endif
 #include <jansson.h>
 #include "tests/unit/unit.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 #define NOW 1750000000
 

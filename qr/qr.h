@@ -1,5 +1,5 @@
 /*
- * qr/hmt1.h — the city code 鹤码通 (HMT1, SPEC §7): the contract of the qr/ folder.
+ * qr/qr.h — the city code 鹤码通 (HMT1, SPEC §7): the contract of the qr/ folder.
  *
  * qr/ is a library a transit gate can link alone, with crypto/ (base64url, P-256 keys, ES256):
  * it needs OpenSSL 3, jansson, libqrencode and libpng, never h2o, hiredis or auth/. The one file
@@ -19,8 +19,8 @@
  * it signs or verifies. Every qr_key_t, qr_trust_t and qr_jwks_t may be shared read-only by any
  * number of threads once built. All times are unix seconds.
  */
-#ifndef hegate_qr_hmt1_h
-#define hegate_qr_hmt1_h
+#ifndef hegate_qr_qr_h
+#define hegate_qr_qr_h
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /*
  * auth/jwt.c — ES256 access tokens: signing (for the token endpoint) and the strict verifier of
- * SPEC §6 (for every authenticated request), written on jansson + crypto/ (OpenSSL); libjwt is not used.
+ * SPEC §6 (for every authenticated request), on jansson and crypto/; libjwt is not used.
  *
  * The gateway calls auth_verify_bearer (or auth_verify_token + its own revocation check) with the
  * exact bytes after "Bearer ". Checks run cheapest first and each failure has its own reason: the

@@ -17,10 +17,6 @@ struct crypto_key {
     uint8_t spki_sha256[CRYPTO_SHA256_LEN];
 };
 
-/* es256.c: the SHA-256 implementation, fetched once (OpenSSL 3's implicit fetch per call costs time
- * and a global lock); EVP_sha256() if the fetch failed. */
-const EVP_MD *crypto_sha256_md(void);
-
 /* key.c: a bare EVP_PKEY for a SEC1 point (33 or 65 bytes) on P-256, or NULL. */
 EVP_PKEY *crypto_pkey_from_point(const uint8_t *point, size_t len);
 

@@ -14,12 +14,12 @@ LDLIBS   := -lh2o-evloop -lhiredis -ljwt -lqrencode -lyaml -ljansson -lssl -lcry
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 CPPFLAGS += -DHEGATE_VERSION='"$(VERSION)"'
 
-LIB_SRC  := $(filter-out gateway/main.c,$(sort $(wildcard gateway/*.c routes/*.c auth/*.c auth/http/*.c qr/*.c qr/http/*.c)))
+LIB_SRC  := $(filter-out gateway/main.c,$(sort $(wildcard gateway/*.c routes/*.c auth/*.c auth/http/*.c qr/*.c qr/http/*.c crypto/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
-HDRS     := $(wildcard gateway/*.h routes/*.h auth/*.h auth/http/*.h qr/*.h qr/http/*.h)
+HDRS     := $(wildcard gateway/*.h routes/*.h auth/*.h auth/http/*.h qr/*.h qr/http/*.h crypto/*.h)
 
 .PHONY: all deps run test layers unit integration asan fuzz bench clean check-format format
 all: $(BUILD)/hegate

@@ -2,15 +2,17 @@
  * auth/auth.h — keys, JWKS and the strict access-token verifier (SPEC §1 `hegate keys`, §6): the
  * contract of the auth/ folder's token layer.
  *
- * The four files below are a library: they need OpenSSL 3 and jansson, never h2o, hiredis or libjwt
- * (libjwt 1.10.2 is not used at all: it verifies HS256 tokens MAC'd with a public key, ignores exp,
- * crashes on 2 MB tokens and re-parses the PEM on every call). They never include gateway/ headers;
+ * The files below are a library on top of crypto/ (base64url, P-256 keys, the ES256 core): they
+ * need OpenSSL 3 and jansson, never h2o, hiredis or libjwt (libjwt 1.10.2 is not used at all: it
+ * verifies HS256 tokens MAC'd with a public key, ignores exp, crashes on 2 MB tokens and re-parses
+ * the PEM on every call). They never include gateway/ headers;
  * the gateway calls them, and revocation is asked of the caller through a callback. auth/'s HTTP
  * endpoints (which do use the gateway) sit on top, in their own files and headers. Sections are
  * named after the file that implements them:
  *
- *   b64.c       strict base64url (no padding, canonical) and the bounded JSON parser
- *   keys.c      ES256 keys, key sets (a key folder or a JWKS file), JWKS output, `hegate keys ...`
+ *   json.c      the bounded JSON parser
+ *   keys.c      ES256 keys, key sets (a key folder or a JWKS file), JWKS output
+ *   keys_cli.c  `hegate keys ...`
  *   jwt.c       signing access tokens; the low-level JWS check; the strict verifier
  *   tokcache.c  a per-thread cache of verified tokens
  *
@@ -29,19 +31,7 @@
 
 struct evp_pkey_st; /* OpenSSL's EVP_PKEY */
 
-/* ---- b64.c ------------------------------------------------------------------------------------ */
-
-/* Characters needed to base64url-encode N bytes without padding (excluding a terminating NUL). */
-#define AUTH_B64URL_LEN(n) ((((size_t)(n)) * 4 + 2) / 3)
-
-/* Writes the unpadded base64url of SRC[0..LEN) and a NUL to DST (room for AUTH_B64URL_LEN(LEN) + 1);
- * returns the number of characters (without the NUL). */
-size_t auth_b64url_encode(char *dst, const void *src, size_t len);
-
-/* Strict decoding: only [A-Za-z0-9_-], no padding, no whitespace, LEN % 4 != 1, and the unused low
- * bits of the last character must be zero (so every byte string has exactly one spelling). Writes at
- * most DSTSZ bytes; returns the decoded length or -1. */
-long auth_b64url_decode(void *dst, size_t dstsz, const char *src, size_t len);
+/* ---- json.c ----------------------------------------------------------------------------------- */
 
 /* Parses LEN bytes as one JSON object: duplicate keys rejected, nesting at most MAX_DEPTH levels
  * (checked before jansson sees the text), no trailing bytes, valid UTF-8, no NUL. Returns a new
@@ -67,9 +57,8 @@ json_t *auth_json_parse_object(const char *text, size_t len, unsigned max_depth)
  */
 typedef enum { AUTH_KEY_TOKEN = 0, AUTH_KEY_CODE = 1 } auth_key_purpose_t;
 
-#define AUTH_KID_MAX 128      /* longest kid accepted from a JWKS or a token header */
-#define AUTH_OWN_KID_LEN 11   /* our kids: base64url of 8 bytes */
-#define AUTH_ES256_SIG_LEN 64 /* raw r‖s */
+#define AUTH_KID_MAX 128    /* longest kid accepted from a JWKS or a token header */
+#define AUTH_OWN_KID_LEN 11 /* our kids: base64url of 8 bytes */
 
 typedef struct auth_key auth_key_t;
 typedef struct auth_keyset auth_keyset_t;
@@ -124,6 +113,8 @@ const auth_key_t *auth_keyset_find(const auth_keyset_t *set, const char *kid, si
  * that verifies at NOW, newest first. malloc'd NUL-terminated text (free()), or NULL. */
 char *auth_keyset_jwks(const auth_keyset_t *set, int64_t now);
 
+/* ---- keys_cli.c ------------------------------------------------------------------------------- */
+
 /* `hegate keys ...`. ARGV[0] is "keys" (the sub-command's own name), then:
  *   generate --dir DIR                      make DIR/token and DIR/code with one key each (a purpose that
  *                                           already has a key is left alone and reported), and the data
@@ -157,7 +148,7 @@ void auth_subkey(const uint8_t key[AUTH_DATA_KEY_LEN], const char *label, uint8_
 void auth_hmac_hex(const uint8_t subkey[32], const void *msg, size_t len, char out[65]);
 /* Lower-case hex of SHA-256(MSG). */
 void auth_sha256_hex(const void *msg, size_t len, char out[65]);
-/* N random bytes as base64url into OUT (room for AUTH_B64URL_LEN(N) + 1). 0/-1. */
+/* N random bytes as base64url into OUT (room for CRYPTO_B64URL_LEN(N) + 1). 0/-1. */
 int auth_random_b64url(char *out, size_t n);
 /* 1 when A and B (NUL-terminated) are equal, in time independent of where they differ. */
 int auth_str_equal_ct(const char *a, const char *b);

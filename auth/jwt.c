@@ -1,6 +1,6 @@
 /*
  * auth/jwt.c — ES256 access tokens: signing (for the token endpoint) and the strict verifier of
- * SPEC §6 (for every authenticated request), written on jansson + OpenSSL; libjwt is not used.
+ * SPEC §6 (for every authenticated request), on jansson and crypto/; libjwt is not used.
  *
  * The gateway calls auth_verify_bearer (or auth_verify_token + its own revocation check) with the
  * exact bytes after "Bearer ". Checks run cheapest first and each failure has its own reason: the
@@ -11,200 +11,25 @@
  * spellings: revocation is by jti and sid, never by token hash. Never logs a token or a claim.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <openssl/ecdsa.h>
-#include <openssl/err.h>
 #include "auth/internal.h"
 
-/* ---- ES256 on raw r‖s ------------------------------------------------------------------------- */
+/* ---- ES256, pinned ------------------------------------------------------------------------------ */
 
-/* the order n of P-256, and (n - 1) / 2: s is "high" when s > (n - 1) / 2 */
-static const uint8_t p256_n[32] = {0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-                                   0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51};
-static const uint8_t p256_half_n[32] = {0x7F, 0xFF, 0xFF, 0xFF, 0x80, 0x00, 0x00, 0x00, 0x7F, 0xFF, 0xFF,
-                                        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xDE, 0x73, 0x7D, 0x56, 0xD3, 0x8B,
-                                        0xCF, 0x42, 0x79, 0xDC, 0xE5, 0x61, 0x7E, 0x31, 0x92, 0xA8};
-
-/* 1 ≤ v < n (big-endian, equal lengths: memcmp orders them as numbers) */
-static int scalar_in_range(const uint8_t v[32])
+int auth_es256_verify(const auth_key_t *key, const void *msg, size_t len, const uint8_t sig[CRYPTO_ES256_SIG_LEN])
 {
-    static const uint8_t zero[32];
-    return memcmp(v, zero, 32) != 0 && memcmp(v, p256_n, 32) < 0;
-}
-
-/* one DER INTEGER for the unsigned big-endian V: minimal length, a 0x00 first if the top bit is set */
-static size_t der_integer(uint8_t *out, const uint8_t v[32])
-{
-    size_t skip = 0;
-    while (skip < 31 && v[skip] == 0)
-        ++skip;
-    size_t len = 32 - skip, pad = (v[skip] & 0x80) != 0;
-    out[0] = 0x02;
-    out[1] = (uint8_t)(len + pad);
-    out[2] = 0x00;
-    memcpy(out + 2 + pad, v + skip, len);
-    return 2 + pad + len;
-}
-
-/* raw r‖s → DER ECDSA-Sig-Value (at most 2 + 2 × 35 = 72 bytes: always the short length form) */
-static size_t raw_to_der(uint8_t der[72], const uint8_t sig[64])
-{
-    size_t n = 2;
-    n += der_integer(der + n, sig);
-    n += der_integer(der + n, sig + 32);
-    der[0] = 0x30;
-    der[1] = (uint8_t)(n - 2);
-    return n;
-}
-
-/*
- * Verification contexts, per thread. A fresh EVP_DigestVerifyInit per token costs an algorithm
- * fetch and a context build (~10% of a verification); instead each thread keeps, for the last few
- * keys it used, an EVP_PKEY_CTX already set up for ECDSA verification (holding its own reference
- * to the key, so a key set freed by a reload cannot leave it dangling), plus one SHA-256 context.
- * Keys are told apart by serial, never by address. Freed when the thread exits. Signing (the token
- * endpoint) keeps its own slots the same way: EVP_PKEY_sign draws a fresh nonce on every call.
- */
-#define VERIFY_SLOTS 8
-
-struct verify_tls {
-    EVP_MD_CTX *md;
-    unsigned next, sign_next;
-    struct {
-        uint64_t serial;
-        EVP_PKEY_CTX *ctx;
-    } slot[VERIFY_SLOTS], sign_slot[VERIFY_SLOTS];
-};
-
-static pthread_once_t verify_once = PTHREAD_ONCE_INIT;
-static pthread_key_t verify_key;
-static EVP_MD *verify_sha256;
-static int verify_ready;
-
-static void verify_tls_free(void *p)
-{
-    struct verify_tls *t = p;
-    for (unsigned i = 0; i != VERIFY_SLOTS; ++i) {
-        EVP_PKEY_CTX_free(t->slot[i].ctx);
-        EVP_PKEY_CTX_free(t->sign_slot[i].ctx);
-    }
-    EVP_MD_CTX_free(t->md);
-    free(t);
-}
-
-static void verify_init(void)
-{
-    verify_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    verify_ready = verify_sha256 != NULL && pthread_key_create(&verify_key, verify_tls_free) == 0;
-}
-
-/* this thread's ECDSA context for KEY (and its digest context), verifying or SIGNING, or NULL: then use the slow path */
-static EVP_PKEY_CTX *pkey_ctx(const auth_key_t *key, EVP_MD_CTX **md, int signing)
-{
-    pthread_once(&verify_once, verify_init);
-    if (!verify_ready)
-        return NULL;
-    struct verify_tls *t = pthread_getspecific(verify_key);
-    if (t == NULL) {
-        if ((t = calloc(1, sizeof(*t))) == NULL || (t->md = EVP_MD_CTX_new()) == NULL || pthread_setspecific(verify_key, t) != 0) {
-            if (t != NULL)
-                EVP_MD_CTX_free(t->md);
-            free(t);
-            return NULL;
-        }
-    }
-    *md = t->md;
-    __typeof__(t->slot[0]) *slots = signing ? t->sign_slot : t->slot;
-    for (unsigned i = 0; i != VERIFY_SLOTS; ++i)
-        if (slots[i].ctx != NULL && slots[i].serial == key->serial)
-            return slots[i].ctx;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
-    if (ctx == NULL || (signing ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)) != 1 ||
-        EVP_PKEY_CTX_set_signature_md(ctx, verify_sha256) != 1) {
-        EVP_PKEY_CTX_free(ctx);
-        ERR_clear_error();
-        return NULL;
-    }
-    unsigned i = (signing ? t->sign_next++ : t->next++) % VERIFY_SLOTS;
-    EVP_PKEY_CTX_free(slots[i].ctx);
-    slots[i].serial = key->serial;
-    slots[i].ctx = ctx;
-    return ctx;
-}
-
-/* SHA-256 of MSG with this thread's digest context MD: 1 on success */
-static int sha256_into(EVP_MD_CTX *md, const void *msg, size_t len, uint8_t digest[32])
-{
-    unsigned dlen = 0;
-    return EVP_DigestInit_ex2(md, verify_sha256, NULL) == 1 && EVP_DigestUpdate(md, msg, len) == 1 &&
-           EVP_DigestFinal_ex(md, digest, &dlen) == 1 && dlen == 32;
-}
-
-int auth_es256_verify(const auth_key_t *key, const void *msg, size_t len, const uint8_t sig[AUTH_ES256_SIG_LEN])
-{
-    if (key->alg != AUTH_ALG_ES256 || !scalar_in_range(sig) || !scalar_in_range(sig + 32))
+    if (key->alg != AUTH_ALG_ES256)
         return -1;
-    uint8_t der[72];
-    size_t derlen = raw_to_der(der, sig);
-    EVP_MD_CTX *md = NULL;
-    EVP_PKEY_CTX *pctx = pkey_ctx(key, &md, 0);
-    int ok;
-    if (pctx != NULL) {
-        uint8_t digest[32];
-        ok = sha256_into(md, msg, len, digest) && EVP_PKEY_verify(pctx, der, derlen, digest, 32) == 1;
-    } else {
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
-             EVP_DigestVerify(ctx, der, derlen, msg, len) == 1;
-        EVP_MD_CTX_free(ctx);
-    }
-    if (!ok)
-        ERR_clear_error();
-    return ok ? 0 : -1;
+    return crypto_es256_verify(key->key, msg, len, sig, CRYPTO_ES256_SIG_LEN);
 }
 
-int auth_es256_sign(const auth_key_t *key, const void *msg, size_t len, uint8_t sig[AUTH_ES256_SIG_LEN])
+int auth_es256_sign(const auth_key_t *key, const void *msg, size_t len, uint8_t sig[CRYPTO_ES256_SIG_LEN])
 {
-    if (!key->has_private || key->alg != AUTH_ALG_ES256)
+    if (key->alg != AUTH_ALG_ES256)
         return -1;
-    uint8_t der[80];
-    size_t derlen = sizeof(der);
-    EVP_MD_CTX *md = NULL;
-    EVP_PKEY_CTX *pctx = pkey_ctx(key, &md, 1);
-    int ok;
-    if (pctx != NULL) {
-        uint8_t digest[32];
-        ok = sha256_into(md, msg, len, digest) && EVP_PKEY_sign(pctx, der, &derlen, digest, 32) == 1;
-    } else {
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        ok = ctx != NULL && EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
-             EVP_DigestSign(ctx, der, &derlen, msg, len) == 1;
-        EVP_MD_CTX_free(ctx);
-    }
-    ECDSA_SIG *es = NULL;
-    if (ok) {
-        const unsigned char *p = der;
-        es = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
-        ok = es != NULL && p == der + derlen && BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32) == 32 &&
-             BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32) == 32;
-    }
-    ECDSA_SIG_free(es);
-    if (!ok) {
-        ERR_clear_error();
-        return -1;
-    }
-    if (memcmp(sig + 32, p256_half_n, 32) > 0) { /* s := n - s: the low-S twin */
-        unsigned borrow = 0;
-        for (int i = 31; i >= 0; --i) {
-            unsigned d = (unsigned)p256_n[i] - sig[32 + i] - borrow;
-            sig[32 + i] = (uint8_t)d;
-            borrow = (d >> 8) & 1;
-        }
-    }
-    return 0;
+    return crypto_es256_sign(key->key, msg, len, sig);
 }
 
 /* ---- the compact form -------------------------------------------------------------------------- */
@@ -224,7 +49,7 @@ typedef struct {
     size_t hdr_len, payload_len, sig_len;
 } jws_parts_t;
 
-/* 1 if S is canonical unpadded base64url (what auth_b64url_decode accepts) */
+/* 1 if S is canonical unpadded base64url (what crypto_b64url_decode accepts) */
 static int b64url_canonical(const char *s, size_t len)
 {
     uint8_t tmp[48];
@@ -232,9 +57,9 @@ static int b64url_canonical(const char *s, size_t len)
     if (rem == 1)
         return 0;
     for (; i + 64 <= len; i += 64) /* whole quads, 48 bytes at a time */
-        if (auth_b64url_decode(tmp, sizeof(tmp), s + i, 64) < 0)
+        if (crypto_b64url_decode(tmp, sizeof(tmp), s + i, 64) < 0)
             return 0;
-    return auth_b64url_decode(tmp, sizeof(tmp), s + i, len - i) >= 0;
+    return crypto_b64url_decode(tmp, sizeof(tmp), s + i, len - i) >= 0;
 }
 
 /* exactly three dot-separated parts, each canonical base64url; header and payload non-empty (an
@@ -263,9 +88,9 @@ static auth_reason_t jws_split(const char *t, size_t len, jws_parts_t *p)
 static auth_reason_t jws_header(const jws_parts_t *p, json_t **hdr)
 {
     uint8_t buf[AUTH_HEADER_MAX];
-    if (p->hdr_len > AUTH_B64URL_LEN(AUTH_HEADER_MAX))
+    if (p->hdr_len > CRYPTO_B64URL_LEN(AUTH_HEADER_MAX))
         return AUTH_BAD_HEADER;
-    long n = auth_b64url_decode(buf, sizeof(buf), p->hdr, p->hdr_len);
+    long n = crypto_b64url_decode(buf, sizeof(buf), p->hdr, p->hdr_len);
     if (n < 0)
         return AUTH_MALFORMED;
     json_t *h = auth_json_parse_object((const char *)buf, (size_t)n, 8);
@@ -290,9 +115,9 @@ static auth_reason_t jws_header(const jws_parts_t *p, json_t **hdr)
 /* the signature part must be 64 bytes of r‖s that KEY verifies over "header.payload" */
 static auth_reason_t jws_signature(const jws_parts_t *p, const auth_key_t *key)
 {
-    uint8_t sig[AUTH_ES256_SIG_LEN];
-    if (p->sig_len != AUTH_B64URL_LEN(AUTH_ES256_SIG_LEN) ||
-        auth_b64url_decode(sig, sizeof(sig), p->sig, p->sig_len) != AUTH_ES256_SIG_LEN)
+    uint8_t sig[CRYPTO_ES256_SIG_LEN];
+    if (p->sig_len != CRYPTO_B64URL_LEN(CRYPTO_ES256_SIG_LEN) ||
+        crypto_b64url_decode(sig, sizeof(sig), p->sig, p->sig_len) != CRYPTO_ES256_SIG_LEN)
         return AUTH_BAD_SIGNATURE;
     size_t signed_len = p->hdr_len + 1 + p->payload_len;
     return auth_es256_verify(key, p->hdr, signed_len, sig) == 0 ? AUTH_OK : AUTH_BAD_SIGNATURE;
@@ -334,22 +159,22 @@ auth_reason_t auth_jws_verify_es256(const char *jws, size_t len, const auth_key_
 
 char *auth_jws_sign_raw(const auth_key_t *key, const char *hdr_b64, size_t hdr_len, const void *payload, size_t len)
 {
-    if (!key->has_private || len > ((size_t)1 << 30))
+    if (!crypto_key_has_private(key->key) || len > ((size_t)1 << 30))
         return NULL;
-    size_t signed_len = hdr_len + 1 + AUTH_B64URL_LEN(len);
-    char *tok = malloc(signed_len + 1 + AUTH_B64URL_LEN(AUTH_ES256_SIG_LEN) + 1);
+    size_t signed_len = hdr_len + 1 + CRYPTO_B64URL_LEN(len);
+    char *tok = malloc(signed_len + 1 + CRYPTO_B64URL_LEN(CRYPTO_ES256_SIG_LEN) + 1);
     if (tok == NULL)
         return NULL;
     memcpy(tok, hdr_b64, hdr_len);
     tok[hdr_len] = '.';
-    auth_b64url_encode(tok + hdr_len + 1, payload, len);
-    uint8_t sig[AUTH_ES256_SIG_LEN];
+    crypto_b64url_encode(tok + hdr_len + 1, payload, len);
+    uint8_t sig[CRYPTO_ES256_SIG_LEN];
     if (auth_es256_sign(key, tok, signed_len, sig) != 0) {
         free(tok);
         return NULL;
     }
     tok[signed_len] = '.';
-    auth_b64url_encode(tok + signed_len + 1, sig, sizeof(sig));
+    crypto_b64url_encode(tok + signed_len + 1, sig, sizeof(sig));
     return tok;
 }
 
@@ -574,7 +399,7 @@ auth_reason_t auth_verify_token(const auth_verifier_t *v, const char *token, siz
     char *buf = malloc(max);
     if (buf == NULL)
         return AUTH_INTERNAL;
-    long n = auth_b64url_decode(buf, max, p.payload, p.payload_len);
+    long n = crypto_b64url_decode(buf, max, p.payload, p.payload_len);
     json_t *claims = n > 0 ? auth_json_parse_object(buf, (size_t)n, AUTH_JSON_DEPTH) : NULL;
     free(buf);
     if (claims == NULL)

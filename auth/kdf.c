@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 #include "auth/auth.h"
 #include "auth/kdf.h"
+#include "crypto/crypto.h"
 
 #define KDF_LOG_N 15
 #define KDF_R 8
@@ -37,12 +38,12 @@ static int scrypt_raw(const char *pw, size_t len, const uint8_t *salt, size_t sa
 int auth_kdf_hash(const char *pw, size_t len, char out[AUTH_KDF_HASH_MAX])
 {
     uint8_t salt[KDF_SALT_LEN], hash[KDF_HASH_LEN];
-    char salt_b64[AUTH_B64URL_LEN(KDF_SALT_LEN) + 1], hash_b64[AUTH_B64URL_LEN(KDF_HASH_LEN) + 1];
+    char salt_b64[CRYPTO_B64URL_LEN(KDF_SALT_LEN) + 1], hash_b64[CRYPTO_B64URL_LEN(KDF_HASH_LEN) + 1];
     if (len > AUTH_KDF_SECRET_MAX || RAND_bytes(salt, sizeof(salt)) != 1 ||
         scrypt_raw(pw, len, salt, sizeof(salt), KDF_LOG_N, KDF_R, KDF_P, hash, sizeof(hash)) != 0)
         return -1;
-    auth_b64url_encode(salt_b64, salt, sizeof(salt));
-    auth_b64url_encode(hash_b64, hash, sizeof(hash));
+    crypto_b64url_encode(salt_b64, salt, sizeof(salt));
+    crypto_b64url_encode(hash_b64, hash, sizeof(hash));
     OPENSSL_cleanse(hash, sizeof(hash));
     snprintf(out, AUTH_KDF_HASH_MAX, "$scrypt$%u$%u$%u$%s$%s", KDF_LOG_N, KDF_R, KDF_P, salt_b64, hash_b64);
     return 0;
@@ -78,8 +79,8 @@ int auth_kdf_verify(const char *hash, const char *pw, size_t len)
     const char *dollar = strchr(s, '$');
     if (dollar == NULL)
         return 0;
-    long saltlen = auth_b64url_decode(salt, sizeof(salt), s, (size_t)(dollar - s));
-    long wantlen = auth_b64url_decode(want, sizeof(want), dollar + 1, strlen(dollar + 1));
+    long saltlen = crypto_b64url_decode(salt, sizeof(salt), s, (size_t)(dollar - s));
+    long wantlen = crypto_b64url_decode(want, sizeof(want), dollar + 1, strlen(dollar + 1));
     if (saltlen < 8 || wantlen < 16)
         return 0;
     if (scrypt_raw(pw, len, salt, (size_t)saltlen, logn, r, p, got, (size_t)wantlen) != 0)

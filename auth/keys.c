@@ -1,9 +1,10 @@
 /*
  * auth/keys.c — ES256 keys and key sets: the key folder (`keys.dir`, SPEC §2), trusted issuers'
- * JWKS files, our JWKS document (SPEC §6) and the `hegate keys generate|rotate|list|jwks` command.
+ * JWKS files and our JWKS document (SPEC §6). The P-256 keys themselves are crypto/'s; the
+ * `hegate keys` command on top of this is keys_cli.c.
  *
  * The gateway loads each purpose's keys once per configuration generation (start, SIGHUP) into an
- * auth_keyset_t whose EVP_PKEYs are then used for every signature and verification — a PEM is
+ * auth_keyset_t whose parsed keys are then used for every signature and verification — a PEM is
  * never parsed on a request. Rules for names, modes, "newest signs" and retirement are in
  * auth/auth.h. Never prints, logs or keeps in a normal buffer any private key material: PEM text
  * goes through OpenSSL's secure-memory BIO or is cleansed after use.
@@ -19,19 +20,18 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/bio.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/param_build.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include "auth/internal.h"
 
 #define KEY_FILE_MAX (64 * 1024) /* a P-256 PEM is ~250 bytes */
 #define JWKS_FILE_MAX (1024 * 1024)
 
 static const char *const purpose_dir[] = {"token", "code"};
+
+const char *auth_key_purpose_dir(auth_key_purpose_t purpose)
+{
+    return (unsigned)purpose <= AUTH_KEY_CODE ? purpose_dir[purpose] : NULL;
+}
 
 static void set_err(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t errsz, const char *fmt, ...)
@@ -44,9 +44,7 @@ static void set_err(char *err, size_t errsz, const char *fmt, ...)
     va_end(ap);
 }
 
-/* snprintf that reports truncation: 0 if the whole text fit, else -1 (errno ENAMETOOLONG) */
-static int fmt_path(char *out, size_t outsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fmt_path(char *out, size_t outsz, const char *fmt, ...)
+int auth_path_fmt(char *out, size_t outsz, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -61,19 +59,41 @@ static int fmt_path(char *out, size_t outsz, const char *fmt, ...)
 
 /* ---- one key --------------------------------------------------------------------------------- */
 
-static auth_key_t *key_new(EVP_PKEY *pkey, int has_private)
+/* Wraps KEY (taken over) as a key pinned to ES256, with KID[0..KID_LEN) as its kid (KID NULL: the
+ * kid of SPEC §6, from the SPKI hash) and, for a private key, the fixed header of the tokens it
+ * signs. NULL (KEY freed) on failure. */
+static auth_key_t *key_new(crypto_key_t *key, const char *kid, size_t kid_len, char *err, size_t errsz)
 {
     auth_key_t *k = calloc(1, sizeof(*k));
     if (k == NULL) {
-        EVP_PKEY_free(pkey);
+        crypto_key_free(key);
+        set_err(err, errsz, "out of memory");
         return NULL;
     }
-    static uint64_t serials;
-    k->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
-    k->pkey = pkey;
-    k->has_private = has_private;
+    k->key = key;
     k->alg = AUTH_ALG_ES256;
     k->retire_at = INT64_MAX;
+    if (kid == NULL) {
+        k->kid_len = crypto_b64url_encode(k->kid, crypto_key_spki_sha256(key), 8);
+    } else {
+        memcpy(k->kid, kid, kid_len);
+        k->kid[kid_len] = '\0';
+        k->kid_len = kid_len;
+    }
+    if (crypto_key_has_private(key)) {
+        json_t *h = json_pack("{s:s, s:s, s:s#}", "alg", "ES256", "typ", "at+jwt", "kid", k->kid, (int)k->kid_len);
+        char *text = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
+        json_decref(h);
+        size_t tlen = text != NULL ? strlen(text) : 0;
+        if (text != NULL && (k->hdr_b64 = malloc(CRYPTO_B64URL_LEN(tlen) + 1)) != NULL)
+            k->hdr_b64_len = crypto_b64url_encode(k->hdr_b64, text, tlen);
+        free(text);
+        if (k->hdr_b64 == NULL) {
+            auth_key_free(k);
+            set_err(err, errsz, "out of memory");
+            return NULL;
+        }
+    }
     return k;
 }
 
@@ -81,80 +101,15 @@ void auth_key_free(auth_key_t *key)
 {
     if (key == NULL)
         return;
-    EVP_PKEY_free(key->pkey);
+    crypto_key_free(key->key);
     free(key->hdr_b64);
     free(key);
 }
 
-int auth_key_finish(auth_key_t *k, int keep_kid, char *err, size_t errsz)
-{
-    char group[32];
-    if (!EVP_PKEY_is_a(k->pkey, "EC") ||
-        EVP_PKEY_get_utf8_string_param(k->pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
-        strcmp(group, "prime256v1") != 0) {
-        set_err(err, errsz, "not an EC P-256 key");
-        return -1;
-    }
-    BIGNUM *x = NULL, *y = NULL;
-    int ok = EVP_PKEY_get_bn_param(k->pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
-             EVP_PKEY_get_bn_param(k->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 && BN_bn2binpad(x, k->x, 32) == 32 &&
-             BN_bn2binpad(y, k->y, 32) == 32;
-    BN_free(x);
-    BN_free(y);
-    if (!ok) {
-        set_err(err, errsz, "cannot read the public point");
-        return -1;
-    }
-    unsigned char *der = NULL;
-    int derlen = i2d_PUBKEY(k->pkey, &der);
-    ok = derlen > 0 && EVP_Digest(der, (size_t)derlen, k->spki_sha256, NULL, EVP_sha256(), NULL) == 1;
-    OPENSSL_free(der);
-    if (!ok) {
-        set_err(err, errsz, "cannot encode the public key");
-        return -1;
-    }
-    if (!keep_kid || k->kid_len == 0)
-        k->kid_len = auth_b64url_encode(k->kid, k->spki_sha256, 8);
-    if (k->has_private) {
-        json_t *h = json_pack("{s:s, s:s, s:s#}", "alg", "ES256", "typ", "at+jwt", "kid", k->kid, (int)k->kid_len);
-        char *text = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
-        json_decref(h);
-        if (text == NULL) {
-            set_err(err, errsz, "out of memory");
-            return -1;
-        }
-        size_t tlen = strlen(text);
-        free(k->hdr_b64);
-        k->hdr_b64 = malloc(AUTH_B64URL_LEN(tlen) + 1);
-        if (k->hdr_b64 != NULL)
-            k->hdr_b64_len = auth_b64url_encode(k->hdr_b64, text, tlen);
-        free(text);
-        if (k->hdr_b64 == NULL) {
-            set_err(err, errsz, "out of memory");
-            return -1;
-        }
-    }
-    return 0;
-}
-
 auth_key_t *auth_key_generate(void)
 {
-    EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    if (pkey == NULL)
-        return NULL;
-    auth_key_t *k = key_new(pkey, 1);
-    if (k != NULL && auth_key_finish(k, 0, NULL, 0) != 0) {
-        auth_key_free(k);
-        k = NULL;
-    }
-    return k;
-}
-
-/* PEM password callback: never prompt (OpenSSL's default reads the terminal); encrypted keys fail. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf, (void)size, (void)rwflag, (void)u;
-    return -1;
+    crypto_key_t *key = crypto_key_generate();
+    return key != NULL ? key_new(key, NULL, 0, NULL, 0) : NULL;
 }
 
 auth_key_t *auth_key_from_pem(const char *pem, size_t len, char *err, size_t errsz)
@@ -163,24 +118,8 @@ auth_key_t *auth_key_from_pem(const char *pem, size_t len, char *err, size_t err
         set_err(err, errsz, "PEM too large");
         return NULL;
     }
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    EVP_PKEY *pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
-    BIO_free(bio);
-    ERR_clear_error();
-    if (pkey == NULL) {
-        set_err(err, errsz, "not an unencrypted PEM private key");
-        return NULL;
-    }
-    auth_key_t *k = key_new(pkey, 1);
-    if (k == NULL) {
-        set_err(err, errsz, "out of memory");
-        return NULL;
-    }
-    if (auth_key_finish(k, 0, err, errsz) != 0) {
-        auth_key_free(k);
-        return NULL;
-    }
-    return k;
+    crypto_key_t *key = crypto_key_from_private_pem(pem, len, err, errsz);
+    return key != NULL ? key_new(key, NULL, 0, err, errsz) : NULL;
 }
 
 static int jwk_str(json_t *o, const char *name, const char **out)
@@ -254,50 +193,17 @@ static auth_key_t *key_from_jwk_object(json_t *o, char *err, size_t errsz)
         set_err(err, errsz, "kid empty or longer than %d bytes", AUTH_KID_MAX);
         return NULL;
     }
-    uint8_t point[65];
-    point[0] = 0x04;
-    if (auth_b64url_decode(point + 1, 32, xs, strlen(xs)) != 32 || auth_b64url_decode(point + 33, 32, ys, strlen(ys)) != 32) {
+    uint8_t x[32], y[32];
+    if (crypto_b64url_decode(x, 32, xs, strlen(xs)) != 32 || crypto_b64url_decode(y, 32, ys, strlen(ys)) != 32) {
         set_err(err, errsz, "x and y must be 32 bytes of strict base64url");
         return NULL;
     }
-    EVP_PKEY *pkey = NULL;
-    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *ctx = NULL, *check = NULL;
-    int ok = bld != NULL && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) == 1 &&
-             OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)) == 1 &&
-             (params = OSSL_PARAM_BLD_to_param(bld)) != NULL && (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) != NULL &&
-             EVP_PKEY_fromdata_init(ctx) == 1 && EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1 &&
-             (check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) != NULL && EVP_PKEY_public_check(check) == 1;
-    EVP_PKEY_CTX_free(check);
-    EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    ERR_clear_error();
-    if (!ok) {
-        EVP_PKEY_free(pkey);
+    crypto_key_t *key = crypto_key_from_xy(x, y);
+    if (key == NULL) {
         set_err(err, errsz, "x, y is not a point on P-256");
         return NULL;
     }
-    auth_key_t *k = key_new(pkey, 0);
-    if (k == NULL) {
-        set_err(err, errsz, "out of memory");
-        return NULL;
-    }
-    if (kid != NULL) {
-        memcpy(k->kid, kid, kid_len);
-        k->kid[kid_len] = '\0';
-        k->kid_len = kid_len;
-    }
-    if (auth_key_finish(k, 1, err, errsz) != 0) {
-        auth_key_free(k);
-        return NULL;
-    }
-    if (kid == NULL) { /* keep "no kid" rather than inventing one */
-        k->kid[0] = '\0';
-        k->kid_len = 0;
-    }
-    return k;
+    return key_new(key, kid != NULL ? kid : "", kid_len, err, errsz); /* no kid: keep none rather than invent one */
 }
 
 auth_key_t *auth_key_from_jwk(const char *json, size_t len, char *err, size_t errsz)
@@ -317,75 +223,9 @@ auth_key_t *auth_key_from_jwk(const char *json, size_t len, char *err, size_t er
     return k;
 }
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
-    else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
 int auth_key_write_pem(const auth_key_t *key, const char *path)
 {
-    if (!key->has_private) {
-        errno = EINVAL;
-        return -1;
-    }
-    char tmp[PATH_MAX];
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid()) >= sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    BIO *bio = BIO_new(BIO_s_secmem()); /* cleansed when freed */
-    char *pem = NULL;
-    long pemlen = 0;
-    if (bio == NULL || PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) != 1 ||
-        (pemlen = BIO_get_mem_data(bio, &pem)) <= 0) {
-        BIO_free(bio);
-        ERR_clear_error();
-        errno = EIO;
-        return -1;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        int e = errno;
-        BIO_free(bio);
-        errno = e;
-        return -1;
-    }
-    int ok = fchmod(fd, 0600) == 0;
-    for (long off = 0; ok && off < pemlen;) {
-        ssize_t w = write(fd, pem + off, (size_t)(pemlen - off));
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            ok = 0;
-        else
-            off += w;
-    }
-    BIO_free(bio);
-    ok = ok && fsync(fd) == 0;
-    int e = errno;
-    close(fd);
-    if (ok && link(tmp, path) != 0) { /* link, not rename: never replaces an existing key */
-        e = errno;
-        ok = 0;
-    }
-    unlink(tmp);
-    if (ok)
-        fsync_dir_of(path);
-    errno = e;
-    return ok ? 0 : -1;
+    return crypto_key_save_private_pem(key->key, path);
 }
 
 const char *auth_key_kid(const auth_key_t *key)
@@ -395,18 +235,17 @@ const char *auth_key_kid(const auth_key_t *key)
 
 const uint8_t *auth_key_spki_sha256(const auth_key_t *key)
 {
-    return key->spki_sha256;
+    return crypto_key_spki_sha256(key->key);
 }
 
 void auth_key_public_xy(const auth_key_t *key, uint8_t x[32], uint8_t y[32])
 {
-    memcpy(x, key->x, 32);
-    memcpy(y, key->y, 32);
+    crypto_key_xy(key->key, x, y);
 }
 
 int auth_key_has_private(const auth_key_t *key)
 {
-    return key->has_private;
+    return crypto_key_has_private(key->key);
 }
 
 int64_t auth_key_created(const auth_key_t *key)
@@ -421,7 +260,7 @@ int64_t auth_key_retire_at(const auth_key_t *key)
 
 struct evp_pkey_st *auth_key_pkey(const auth_key_t *key)
 {
-    return key->pkey;
+    return crypto_key_pkey(key->key);
 }
 
 /* ---- key sets -------------------------------------------------------------------------------- */
@@ -486,7 +325,7 @@ const auth_key_t *auth_keyset_get(const auth_keyset_t *set, size_t i)
 const auth_key_t *auth_keyset_signer(const auth_keyset_t *set)
 {
     for (size_t i = 0; i != set->n; ++i)
-        if (set->keys[i]->has_private)
+        if (crypto_key_has_private(set->keys[i]->key))
             return set->keys[i];
     return NULL;
 }
@@ -504,9 +343,11 @@ char *auth_keyset_jwks(const auth_keyset_t *set, int64_t now)
         const auth_key_t *k = set->keys[i];
         if (now >= k->retire_at || k->kid_len == 0)
             continue;
-        char x[AUTH_B64URL_LEN(32) + 1], y[AUTH_B64URL_LEN(32) + 1];
-        auth_b64url_encode(x, k->x, 32);
-        auth_b64url_encode(y, k->y, 32);
+        uint8_t xb[32], yb[32];
+        char x[CRYPTO_B64URL_LEN(32) + 1], y[CRYPTO_B64URL_LEN(32) + 1];
+        crypto_key_xy(k->key, xb, yb);
+        crypto_b64url_encode(x, xb, 32);
+        crypto_b64url_encode(y, yb, 32);
         json_t *jwk = json_pack("{s:s, s:s, s:s, s:s, s:s#, s:s, s:s}", "kty", "EC", "crv", "P-256", "x", x, "y", y, "kid", k->kid,
                                 (int)k->kid_len, "alg", "ES256", "use", "sig");
         if (jwk == NULL || json_array_append_new(keys, jwk) != 0) {
@@ -593,8 +434,7 @@ static int cmp_newest_first(const void *a, const void *b)
     return -strcmp(x->kid, y->kid);
 }
 
-/* Every key file of DIR (one purpose), sorted newest first, retire_at not yet set. 0 or -1. */
-static int scan_key_dir(const char *dir, auth_key_t ***out, size_t *count, char *err, size_t errsz)
+int auth_keydir_scan(const char *dir, auth_key_t ***out, size_t *count, char *err, size_t errsz)
 {
     *out = NULL;
     *count = 0;
@@ -616,7 +456,7 @@ static int scan_key_dir(const char *dir, auth_key_t ***out, size_t *count, char 
         const char *kid;
         size_t kid_len;
         char path[PATH_MAX];
-        if (fmt_path(path, sizeof(path), "%s/%s", dir, name) != 0) {
+        if (auth_path_fmt(path, sizeof(path), "%s/%s", dir, name) != 0) {
             set_err(err, errsz, "%s: path too long", dir);
             ret = -1;
             break;
@@ -672,14 +512,19 @@ static int scan_key_dir(const char *dir, auth_key_t ***out, size_t *count, char 
             }
     }
     if (ret != 0) {
-        for (size_t i = 0; i != n; ++i)
-            auth_key_free(keys[i]);
-        free(keys);
+        auth_keys_free(keys, n);
         return -1;
     }
     *out = keys;
     *count = n;
     return 0;
+}
+
+void auth_keys_free(auth_key_t **keys, size_t n)
+{
+    for (size_t i = 0; i != n; ++i)
+        auth_key_free(keys[i]);
+    free(keys);
 }
 
 static int64_t add_sat(int64_t a, int64_t b)
@@ -695,13 +540,13 @@ auth_keyset_t *auth_keyset_load(const char *keys_dir, auth_key_purpose_t purpose
         return NULL;
     }
     char dir[PATH_MAX];
-    if (fmt_path(dir, sizeof(dir), "%s/%s", keys_dir, purpose_dir[purpose]) != 0) {
+    if (auth_path_fmt(dir, sizeof(dir), "%s/%s", keys_dir, purpose_dir[purpose]) != 0) {
         set_err(err, errsz, "%s: path too long", keys_dir);
         return NULL;
     }
     auth_key_t **keys;
     size_t n;
-    if (scan_key_dir(dir, &keys, &n, err, errsz) != 0)
+    if (auth_keydir_scan(dir, &keys, &n, err, errsz) != 0)
         return NULL;
     auth_keyset_t *set = auth_keyset_new();
     int failed = set == NULL;
@@ -808,224 +653,4 @@ auth_keyset_t *auth_keyset_load_jwks(const char *path, char *err, size_t errsz)
     }
     free(buf);
     return set;
-}
-
-/* ---- `hegate keys ...` ----------------------------------------------------------------------- */
-
-static const char keys_usage[] = "usage: hegate keys generate --dir DIR\n"
-                                 "       hegate keys rotate --dir DIR --purpose token|code\n"
-                                 "       hegate keys list --dir DIR\n"
-                                 "       hegate keys jwks --dir DIR\n";
-
-/* Reads "--dir DIR", "--dir=DIR", "--purpose P", "--purpose=P" from ARGV[2..]; anything else is a usage error. */
-static int parse_opts(int argc, char **argv, const char **dir, const char **purpose)
-{
-    *dir = *purpose = NULL;
-    for (int i = 2; i < argc; ++i) {
-        const char *a = argv[i], **slot = NULL, *val = NULL;
-        if (strncmp(a, "--dir", 5) == 0 && (a[5] == '\0' || a[5] == '='))
-            slot = dir, val = a[5] == '=' ? a + 6 : NULL;
-        else if (strncmp(a, "--purpose", 9) == 0 && (a[9] == '\0' || a[9] == '='))
-            slot = purpose, val = a[9] == '=' ? a + 10 : NULL;
-        if (slot == NULL) {
-            fprintf(stderr, "hegate keys: unexpected argument '%s'\n", a);
-            return -1;
-        }
-        if (val == NULL) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "hegate keys: %s needs a value\n", a);
-                return -1;
-            }
-            val = argv[++i];
-        }
-        if (*slot != NULL) {
-            fprintf(stderr, "hegate keys: %s given twice\n", a);
-            return -1;
-        }
-        *slot = val;
-    }
-    return 0;
-}
-
-static int mkdir_0700(const char *path)
-{
-    if (mkdir(path, 0700) == 0)
-        return 0;
-    if (errno != EEXIST)
-        return -1;
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
-/* Makes a new key in DIR (one purpose's folder), dated after every key already there. */
-static int new_key_in(const char *dir, const char *purpose, auth_key_t **existing, size_t n)
-{
-    int64_t t = (int64_t)time(NULL);
-    if (n > 0 && existing[0]->created >= t)
-        t = existing[0]->created + 1; /* stays the newest even when two rotations share a second */
-    auth_key_t *k = auth_key_generate();
-    if (k == NULL) {
-        fprintf(stderr, "hegate keys: cannot generate a P-256 key\n");
-        return 1;
-    }
-    char path[PATH_MAX];
-    if (fmt_path(path, sizeof(path), "%s/%lld-%s.pem", dir, (long long)t, k->kid) != 0 || auth_key_write_pem(k, path) != 0) {
-        fprintf(stderr, "hegate keys: %s: %s\n", path, strerror(errno));
-        auth_key_free(k);
-        return 1;
-    }
-    printf("%s: new key %s (%s)\n", purpose, k->kid, path);
-    auth_key_free(k);
-    return 0;
-}
-
-static void free_keys(auth_key_t **keys, size_t n)
-{
-    for (size_t i = 0; i != n; ++i)
-        auth_key_free(keys[i]);
-    free(keys);
-}
-
-static int cli_generate_or_rotate(const char *top, int only_purpose)
-{
-    if (mkdir_0700(top) != 0) {
-        fprintf(stderr, "hegate keys: %s: %s\n", top, strerror(errno));
-        return 1;
-    }
-    for (int p = AUTH_KEY_TOKEN; p <= AUTH_KEY_CODE; ++p) {
-        if (only_purpose >= 0 && p != only_purpose)
-            continue;
-        char dir[PATH_MAX];
-        if (fmt_path(dir, sizeof(dir), "%s/%s", top, purpose_dir[p]) != 0 || mkdir_0700(dir) != 0) {
-            fprintf(stderr, "hegate keys: %s: %s\n", dir, strerror(errno));
-            return 1;
-        }
-        auth_key_t **keys;
-        size_t n;
-        char err[PATH_MAX + 128];
-        if (scan_key_dir(dir, &keys, &n, err, sizeof(err)) != 0) {
-            fprintf(stderr, "hegate keys: %s\n", err);
-            return 1;
-        }
-        int r = 0;
-        if (only_purpose < 0 && n > 0) /* generate: keep what is there */
-            printf("%s: keeping %zu existing key(s), newest %s\n", purpose_dir[p], n, keys[0]->kid);
-        else
-            r = new_key_in(dir, purpose_dir[p], keys, n);
-        free_keys(keys, n);
-        if (r != 0)
-            return r;
-    }
-    if (only_purpose >= 0) {
-        printf("the new key signs from the next start or SIGHUP; older keys keep verifying\n");
-        return 0;
-    }
-    /* generate: the data key of personal data at rest too (auth/sealed.c), if there is none yet */
-    char path[PATH_MAX], err[PATH_MAX + 128];
-    uint8_t data_key[AUTH_DATA_KEY_LEN];
-    struct stat st;
-    if (fmt_path(path, sizeof(path), "%s/data.key", top) != 0) {
-        fprintf(stderr, "hegate keys: %s: path too long\n", top);
-        return 1;
-    }
-    int existed = lstat(path, &st) == 0;
-    int r = auth_data_key_load(top, 1, data_key, err, sizeof(err));
-    OPENSSL_cleanse(data_key, sizeof(data_key));
-    if (r != 0) {
-        fprintf(stderr, "hegate keys: data key: %s\n", err);
-        return 1;
-    }
-    printf(existed ? "data: keeping the existing data key (%s)\n" : "data: new data key (%s)\n", path);
-    return 0;
-}
-
-static int cli_list(const char *top)
-{
-    for (int p = AUTH_KEY_TOKEN; p <= AUTH_KEY_CODE; ++p) {
-        char dir[PATH_MAX], err[PATH_MAX + 128];
-        if (fmt_path(dir, sizeof(dir), "%s/%s", top, purpose_dir[p]) != 0) {
-            fprintf(stderr, "hegate keys: %s: path too long\n", top);
-            return 1;
-        }
-        auth_key_t **keys;
-        size_t n;
-        if (scan_key_dir(dir, &keys, &n, err, sizeof(err)) != 0) {
-            fprintf(stderr, "hegate keys: %s\n", err);
-            return 1;
-        }
-        for (size_t i = 0; i != n; ++i) {
-            char when[32] = "?";
-            time_t t = (time_t)keys[i]->created;
-            struct tm tm;
-            if (gmtime_r(&t, &tm) != NULL)
-                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-            printf("%-5s %s %s %s/%lld-%s.pem%s\n", purpose_dir[p], keys[i]->kid, when, dir, (long long)keys[i]->created,
-                   keys[i]->kid, i == 0 ? " (signs)" : "");
-        }
-        free_keys(keys, n);
-    }
-    return 0;
-}
-
-static int cli_jwks(const char *top)
-{
-    char err[PATH_MAX + 128];
-    auth_keyset_t *set = auth_keyset_load(top, AUTH_KEY_TOKEN, (int64_t)time(NULL), 0, err, sizeof(err));
-    if (set == NULL) {
-        fprintf(stderr, "hegate keys: %s\n", err);
-        return 1;
-    }
-    char *text = auth_keyset_jwks(set, (int64_t)time(NULL));
-    auth_keyset_free(set);
-    if (text == NULL) {
-        fprintf(stderr, "hegate keys: out of memory\n");
-        return 1;
-    }
-    printf("%s\n", text);
-    free(text);
-    return 0;
-}
-
-int auth_keys_cli_main(int argc, char **argv)
-{
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(keys_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    const char *cmd = argv[1], *dir, *purpose;
-    if (parse_opts(argc, argv, &dir, &purpose) != 0) {
-        fputs(keys_usage, stderr);
-        return 2;
-    }
-    if (dir == NULL || dir[0] == '\0') {
-        fprintf(stderr, "hegate keys %s: --dir DIR is required\n%s", cmd, keys_usage);
-        return 2;
-    }
-    if (strcmp(cmd, "rotate") == 0) {
-        int p = purpose == NULL                 ? -1
-                : strcmp(purpose, "token") == 0 ? AUTH_KEY_TOKEN
-                : strcmp(purpose, "code") == 0  ? AUTH_KEY_CODE
-                                                : -1;
-        if (p < 0) {
-            fprintf(stderr, "hegate keys rotate: --purpose token|code is required\n%s", keys_usage);
-            return 2;
-        }
-        return cli_generate_or_rotate(dir, p);
-    }
-    if (purpose != NULL) {
-        fprintf(stderr, "hegate keys %s: --purpose applies to rotate only\n%s", cmd, keys_usage);
-        return 2;
-    }
-    if (strcmp(cmd, "generate") == 0)
-        return cli_generate_or_rotate(dir, -1);
-    if (strcmp(cmd, "list") == 0)
-        return cli_list(dir);
-    if (strcmp(cmd, "jwks") == 0)
-        return cli_jwks(dir);
-    fprintf(stderr, "hegate keys: unknown command '%s'\n%s", cmd, keys_usage);
-    return 2;
 }

@@ -20,6 +20,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include "auth/auth.h"
+#include "crypto/crypto.h"
 
 #define GCM_NONCE 12
 #define GCM_TAG 16
@@ -132,7 +133,7 @@ int auth_random_b64url(char *out, size_t n)
     uint8_t buf[64];
     if (n > sizeof(buf) || RAND_bytes(buf, (int)n) != 1)
         return -1;
-    auth_b64url_encode(out, buf, n);
+    crypto_b64url_encode(out, buf, n);
     return 0;
 }
 
@@ -167,10 +168,10 @@ Exit:
     if (!ok)
         return NULL;
     size_t total = GCM_NONCE + len + GCM_TAG;
-    char *out = malloc(3 + AUTH_B64URL_LEN(total) + 1);
+    char *out = malloc(3 + CRYPTO_B64URL_LEN(total) + 1);
     if (out != NULL) {
         memcpy(out, "v1.", 3);
-        auth_b64url_encode(out + 3, buf, total);
+        crypto_b64url_encode(out + 3, buf, total);
     }
     OPENSSL_cleanse(buf, sizeof(buf));
     return out;
@@ -181,7 +182,7 @@ long auth_unseal(const uint8_t key[AUTH_DATA_KEY_LEN], const char *aad, const ch
     uint8_t k[32], buf[GCM_NONCE + SEAL_MAX + GCM_TAG];
     if (strncmp(sealed, "v1.", 3) != 0)
         return -1;
-    long n = auth_b64url_decode(buf, sizeof(buf), sealed + 3, strlen(sealed + 3));
+    long n = crypto_b64url_decode(buf, sizeof(buf), sealed + 3, strlen(sealed + 3));
     if (n < GCM_NONCE + GCM_TAG || (size_t)(n - GCM_NONCE - GCM_TAG) + 1 > outsz)
         return -1;
     size_t len = (size_t)n - GCM_NONCE - GCM_TAG;

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 static double cpu_s(void)
 {
@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     int64_t now = (int64_t)time(NULL);
 
     /* an issuer, a trust list with a deny list of 1000 serials, a device and its credential */
-    qr_key_t *issuer = qr_key_generate(), *device = qr_key_generate();
+    qr_key_t *issuer = crypto_key_generate(), *device = crypto_key_generate();
     qr_trust_t *trust = qr_trust_new(now);
     if (issuer == NULL || device == NULL || trust == NULL || qr_trust_add_key(trust, issuer, QR_SCENES_ALL, now - 60, now + 86400) != 0)
         return fail("cannot make the keys");
@@ -50,7 +50,7 @@ int main(int argc, char **argv)
     qr_credential_t c = {.scene = QR_SCENE_TRANSIT, .serial = 42, .expires = (uint32_t)(now + 3600)};
     qr_transit_t t = {.fare_class = 1, .operator_id = 1, .offline_cap_fen = 2000};
     qr_transit_encode(&t, c.entitlements);
-    qr_key_point(device, c.device_key);
+    crypto_key_point(device, c.device_key);
     uint8_t cred[HMT1_CRED_LEN];
     if (qr_credential_issue(&c, issuer, cred) != 0)
         return fail("cannot issue the credential");
@@ -157,7 +157,7 @@ int main(int argc, char **argv)
     free(slots);
     free(texts);
     qr_trust_free(trust);
-    qr_key_free(issuer);
-    qr_key_free(device);
+    crypto_key_free(issuer);
+    crypto_key_free(device);
     return 0;
 }

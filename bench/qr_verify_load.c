@@ -32,7 +32,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 #define RBUF 65536
 
@@ -247,13 +247,13 @@ static void run(run_t *r, unsigned nconn, unsigned depth, size_t maxreq)
 /* mint: an offline credential for a device key of ours, then N codes from it, one per line into FILE */
 static int mint(const char *resident, size_t n, const char *path)
 {
-    qr_key_t *device = qr_key_generate();
+    qr_key_t *device = crypto_key_generate();
     uint8_t point[HMT1_POINT_LEN];
     char pb[64], req[8192], answer[8192], body[256];
     if (device == NULL)
         die("cannot make a device key");
-    qr_key_point(device, point);
-    qr_b64url_encode(point, sizeof(point), pb, sizeof(pb), NULL);
+    crypto_key_point(device, point);
+    crypto_b64url_encode(pb, point, sizeof(point));
     int bl = snprintf(body, sizeof(body), "{\"scene\":\"transit\",\"device_public_key\":\"%s\"}", pb);
     int rl = snprintf(req, sizeof(req),
                       "POST /qr/v1/credentials HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\nauthorization: Bearer %s\r\n"
@@ -264,13 +264,12 @@ static int mint(const char *resident, size_t n, const char *path)
     int st = request_once(req, (size_t)rl, answer, sizeof(answer));
     char *cp = strstr(answer, "\"credential\":\"");
     uint8_t cred[HMT1_CRED_LEN + 3];
-    size_t credlen = 0;
     if (st != 200 || cp == NULL) {
         fprintf(stderr, "qr_verify_load: POST /qr/v1/credentials answered %d\n", st);
         return 2;
     }
     cp += strlen("\"credential\":\"");
-    if (qr_b64url_decode(cp, strcspn(cp, "\""), cred, sizeof(cred), &credlen) != 0 || credlen != HMT1_CRED_LEN)
+    if (crypto_b64url_decode(cred, sizeof(cred), cp, strcspn(cp, "\"")) != HMT1_CRED_LEN)
         die("unreadable credential");
     FILE *fp = fopen(path, "w");
     if (fp == NULL)
@@ -286,7 +285,7 @@ static int mint(const char *resident, size_t n, const char *path)
     }
     if (fclose(fp) != 0)
         die("cannot write the codes");
-    qr_key_free(device);
+    crypto_key_free(device);
     return 0;
 }
 

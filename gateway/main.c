@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "gateway/gateway.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 #include "qr/http/http.h"
 #include "auth/http/http.h"
 

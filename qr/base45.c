@@ -1,36 +1,19 @@
 /*
- * qr/base45.c — Base45 (RFC 9285) for the code's text form, and strict base64url for JWS/JWK.
+ * qr/base45.c — Base45 (RFC 9285) for the code's text form (base64url is crypto/'s).
  *
- * Called by hmt1.c (text form), trust.c (JWS parts, JWK coordinates) and cli.c (credential files).
- * Both decoders accept exactly one spelling per value and say "no" to anything else; they never
- * write past OUTSZ and never allocate.
+ * Called by hmt1.c (text form) and, through it, by cli.c, the gateway's endpoints and gates. The
+ * decoder accepts exactly one spelling per value and says "no" to anything else; it never writes
+ * past OUTSZ and never allocates.
  */
 #include <string.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 static const char b45_alphabet[45] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
-
-static const char b64url_alphabet[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static int b45_value(unsigned char c)
 {
     const char *p = c != '\0' ? memchr(b45_alphabet, c, sizeof(b45_alphabet)) : NULL;
     return p != NULL ? (int)(p - b45_alphabet) : -1;
-}
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
 }
 
 int qr_base45_encode(const uint8_t *in, size_t len, char *out, size_t outsz, size_t *outlen)
@@ -85,66 +68,6 @@ int qr_base45_decode(const char *in, size_t len, uint8_t *out, size_t outsz, siz
         if (v < 0 || v > 255)
             return -1;
         out[o++] = (uint8_t)v;
-    }
-    if (outlen != NULL)
-        *outlen = o;
-    return 0;
-}
-
-int qr_b64url_encode(const uint8_t *in, size_t len, char *out, size_t outsz, size_t *outlen)
-{
-    size_t need = QR_BASE64URL_ENCODED_LEN(len), o = 0, i = 0;
-    if (outsz < need + 1)
-        return -1;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[v >> 12 & 63];
-        out[o++] = b64url_alphabet[v >> 6 & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        out[o++] = b64url_alphabet[in[i] >> 2];
-        out[o++] = b64url_alphabet[(in[i] & 3) << 4];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 8 | in[i + 1];
-        out[o++] = b64url_alphabet[v >> 10];
-        out[o++] = b64url_alphabet[v >> 4 & 63];
-        out[o++] = b64url_alphabet[(v & 15) << 2];
-    }
-    out[o] = '\0';
-    if (outlen != NULL)
-        *outlen = o;
-    return 0;
-}
-
-int qr_b64url_decode(const char *in, size_t len, uint8_t *out, size_t outsz, size_t *outlen)
-{
-    size_t o = 0, rem = len % 4;
-    uint32_t acc = 0;
-    if (rem == 1 || outsz < len / 4 * 3 + (rem != 0 ? rem - 1 : 0))
-        return -1;
-    for (size_t i = 0; i != len; ++i) {
-        int d = b64url_value((unsigned char)in[i]);
-        if (d < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)d;
-        if (i % 4 == 3) {
-            out[o++] = (uint8_t)(acc >> 16);
-            out[o++] = (uint8_t)(acc >> 8);
-            out[o++] = (uint8_t)acc;
-            acc = 0;
-        }
-    }
-    if (rem == 2) { /* 12 bits: one byte and 4 unused bits that must be zero */
-        if ((acc & 0xF) != 0)
-            return -1;
-        out[o++] = (uint8_t)(acc >> 4);
-    } else if (rem == 3) { /* 18 bits: two bytes and 2 unused bits */
-        if ((acc & 0x3) != 0)
-            return -1;
-        out[o++] = (uint8_t)(acc >> 10);
-        out[o++] = (uint8_t)(acc >> 2);
     }
     if (outlen != NULL)
         *outlen = o;

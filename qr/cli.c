@@ -205,7 +205,7 @@ static qr_trust_t *load_trust(const char *path, const char *jwks_path, const cha
     }
     free(buf);
     qr_jwks_free(jwks);
-    qr_key_free(key);
+    crypto_key_free(key);
     return t;
 }
 
@@ -347,7 +347,7 @@ static int cli_verify(int argc, char **argv)
  * -2 if the file cannot be read, -1 if it holds no credential. */
 static int load_credential(const char *path, uint8_t cred[HMT1_CRED_LEN])
 {
-    size_t len, n;
+    size_t len;
     char *buf = qr_read_file(path, CLI_CRED_FILE_MAX, &len), *s;
     json_t *root = NULL;
     int ret = -1;
@@ -359,8 +359,8 @@ static int load_credential(const char *path, uint8_t cred[HMT1_CRED_LEN])
         root = json_loads(s, JSON_REJECT_DUPLICATES, &jerr);
         s = (char *)json_string_value(json_object_get(root, "credential"));
     }
-    if (s != NULL && strlen(s) == QR_BASE64URL_ENCODED_LEN(HMT1_CRED_LEN) &&
-        qr_b64url_decode(s, strlen(s), cred, HMT1_CRED_LEN, &n) == 0 && n == HMT1_CRED_LEN)
+    if (s != NULL && strlen(s) == CRYPTO_B64URL_LEN(HMT1_CRED_LEN) &&
+        crypto_b64url_decode(cred, HMT1_CRED_LEN, s, strlen(s)) == HMT1_CRED_LEN)
         ret = 0;
     json_decref(root);
     free(buf);
@@ -412,15 +412,15 @@ static int cli_make(int argc, char **argv)
         return fail("%s holds no credential (base64url of 128 bytes, or JSON {\"credential\": ...})", o[M_CRED].value);
     if (o[M_SCENE].value != NULL && qr_scene_from_name(o[M_SCENE].value) != cred[HMT1_OFF_SCENE])
         return fail("the credential is not for scene '%s'", o[M_SCENE].value);
-    if ((device = qr_key_load_pem_file(o[M_DEVKEY].value)) == NULL || !qr_key_has_private(device)) {
-        qr_key_free(device);
+    if ((device = qr_key_load_pem_file(o[M_DEVKEY].value)) == NULL || !crypto_key_has_private(device)) {
+        crypto_key_free(device);
         return fail("cannot read a P-256 private key from %s", o[M_DEVKEY].value);
     }
     if (o[M_TERMINAL].value != NULL)
         qr_terminal_binding(o[M_TERMINAL].value, strlen(o[M_TERMINAL].value), terminal);
     ret = qr_code_make(cred, device, (uint32_t)now, (uint8_t)ttl, (uint32_t)counter, o[M_TERMINAL].value != NULL ? terminal : NULL,
                        code);
-    qr_key_free(device);
+    crypto_key_free(device);
     if (ret != 0)
         return fail("cannot make a code: the device key is not the credential's, or the credential is not HMT1");
     qr_code_to_text(code, text);
@@ -434,19 +434,19 @@ static int cli_keygen(int argc, char **argv)
 {
     cli_opt_t o[1] = {{"out", NULL}};
     uint8_t point[HMT1_POINT_LEN];
-    char b64[QR_BASE64URL_ENCODED_LEN(HMT1_POINT_LEN) + 1];
+    char b64[CRYPTO_B64URL_LEN(HMT1_POINT_LEN) + 1];
     qr_key_t *key;
     if (parse_args(argc, argv, o, 1, NULL) != 0)
         return CLI_USAGE;
     if (o[0].value == NULL)
         return fail("keygen-device needs --out FILE");
-    if ((key = qr_key_generate()) == NULL || qr_key_save_private_pem(key, o[0].value) != 0) {
-        qr_key_free(key);
+    if ((key = crypto_key_generate()) == NULL || crypto_key_save_private_pem(key, o[0].value) != 0) {
+        crypto_key_free(key);
         return fail("cannot write a new key to %s (it must not exist yet)", o[0].value);
     }
-    qr_key_point(key, point);
-    qr_key_free(key);
-    qr_b64url_encode(point, sizeof(point), b64, sizeof(b64), NULL);
+    crypto_key_point(key, point);
+    crypto_key_free(key);
+    crypto_b64url_encode(b64, point, sizeof(point));
     print_json(json_pack("{s:s}", "device_public_key", b64));
     return 0;
 }

@@ -118,7 +118,7 @@ int qr_pseudonym(const uint8_t *secret, size_t secret_len, const uint8_t kid[HMT
 void qr_terminal_binding(const char *id, size_t len, uint8_t out[HMT1_TERMINAL_LEN])
 {
     uint8_t digest[32];
-    qr_sha256(id, len, digest);
+    crypto_sha256(id, len, digest);
     memcpy(out, digest, HMT1_TERMINAL_LEN);
 }
 
@@ -127,11 +127,11 @@ void qr_terminal_binding(const char *id, size_t len, uint8_t out[HMT1_TERMINAL_L
 int qr_credential_issue(const qr_credential_t *c, const qr_key_t *issuer, uint8_t out[HMT1_CRED_LEN])
 {
     qr_key_t *device;
-    if (scene_bit(c->scene) == 0 || !qr_key_has_private(issuer))
+    if (scene_bit(c->scene) == 0 || !crypto_key_has_private(issuer))
         return -1;
-    if ((device = qr_key_from_point(c->device_key, HMT1_POINT_LEN)) == NULL) /* never sign a key no one can use */
+    if ((device = crypto_key_from_point(c->device_key, HMT1_POINT_LEN)) == NULL) /* never sign a key no one can use */
         return -1;
-    qr_key_free(device);
+    crypto_key_free(device);
     out[HMT1_OFF_VERSION] = HMT1_VERSION;
     out[HMT1_OFF_SUITE] = HMT1_SUITE_P256;
     out[HMT1_OFF_SCENE] = c->scene;
@@ -141,7 +141,7 @@ int qr_credential_issue(const qr_credential_t *c, const qr_key_t *issuer, uint8_
     memcpy(out + HMT1_OFF_PSEUDONYM, c->pseudonym, HMT1_PSEUDONYM_LEN);
     memcpy(out + HMT1_OFF_ENTITLEMENTS, c->entitlements, HMT1_ENTITLEMENTS_LEN);
     memcpy(out + HMT1_OFF_DEVICE_KEY, c->device_key, HMT1_POINT_LEN);
-    return qr_ecdsa_sign(issuer, out, HMT1_ISSUER_SIGNED_LEN, out + HMT1_OFF_ISSUER_SIG);
+    return crypto_es256_sign(issuer, out, HMT1_ISSUER_SIGNED_LEN, out + HMT1_OFF_ISSUER_SIG);
 }
 
 int qr_code_make(const uint8_t cred[HMT1_CRED_LEN], const qr_key_t *device, uint32_t gen, uint8_t ttl, uint32_t counter,
@@ -150,7 +150,7 @@ int qr_code_make(const uint8_t cred[HMT1_CRED_LEN], const qr_key_t *device, uint
     uint8_t point[HMT1_POINT_LEN];
     if (cred[HMT1_OFF_VERSION] != HMT1_VERSION || cred[HMT1_OFF_SUITE] != HMT1_SUITE_P256 || counter > HMT1_COUNTER_MAX)
         return -1;
-    qr_key_point(device, point);
+    crypto_key_point(device, point);
     if (memcmp(point, cred + HMT1_OFF_DEVICE_KEY, HMT1_POINT_LEN) != 0)
         return -1;
     memmove(out, cred, HMT1_CRED_LEN);
@@ -163,7 +163,7 @@ int qr_code_make(const uint8_t cred[HMT1_CRED_LEN], const qr_key_t *device, uint
         memcpy(out + HMT1_OFF_TERMINAL, terminal, HMT1_TERMINAL_LEN);
     else
         memset(out + HMT1_OFF_TERMINAL, 0, HMT1_TERMINAL_LEN);
-    return qr_ecdsa_sign(device, out, HMT1_DEVICE_SIGNED_LEN, out + HMT1_OFF_DEVICE_SIG);
+    return crypto_es256_sign(device, out, HMT1_DEVICE_SIGNED_LEN, out + HMT1_OFF_DEVICE_SIG);
 }
 
 int qr_code_parse(const uint8_t *b, size_t len, qr_code_t *c)

@@ -6,12 +6,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
-/* SHA-256 of LEN bytes (a digest fetched once per process). */
-void qr_sha256(const void *msg, size_t len, uint8_t out[32]);
-
-/* Reads a whole file of at most MAX bytes into a malloc'd, NUL-terminated buffer. NULL on failure. */
+/* ecdsa.c: reads a whole file of at most MAX bytes into a malloc'd, NUL-terminated buffer. NULL on failure. */
 char *qr_read_file(const char *path, size_t max, size_t *len);
 
 static inline uint32_t qr_get_be32(const uint8_t *p)

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <zlib.h>
 #include <qrencode.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 #define QR_TEXT_MAX 7089 /* the most any QR symbol holds (numeric, version 40-L) */
 

@@ -62,7 +62,7 @@ void qr_trust_free(qr_trust_t *t)
     if (t == NULL)
         return;
     for (size_t i = 0; i != t->num_keys; ++i)
-        qr_key_free(t->keys[i].key);
+        crypto_key_free(t->keys[i].key);
     free(t->keys);
     free(t->deny);
     free(t);
@@ -88,8 +88,8 @@ int qr_trust_add_key(qr_trust_t *t, const qr_key_t *key, uint32_t scenes, int64_
     if ((keys = realloc(t->keys, (t->num_keys + 1) * sizeof(*keys))) == NULL)
         return -1;
     t->keys = keys;
-    qr_key_xy(key, x, y);
-    if ((pub = qr_key_from_xy(x, y)) == NULL)
+    crypto_key_xy(key, x, y);
+    if ((pub = crypto_key_from_xy(x, y)) == NULL)
         return -1;
     keys[t->num_keys++] = (trust_key_t){.scenes = scenes, .not_before = not_before, .not_after = not_after, .key = pub};
     memcpy(keys[t->num_keys - 1].kid, kid, HMT1_KID_LEN);
@@ -172,9 +172,8 @@ static int json_b64_exact(const json_t *obj, const char *name, uint8_t *out, siz
 {
     const json_t *v = json_object_get(obj, name);
     uint8_t buf[64];
-    size_t n;
-    if (!json_is_string(v) || len > sizeof(buf) || json_string_length(v) != QR_BASE64URL_ENCODED_LEN(len) ||
-        qr_b64url_decode(json_string_value(v), json_string_length(v), buf, sizeof(buf), &n) != 0 || n != len)
+    if (!json_is_string(v) || len > sizeof(buf) || json_string_length(v) != CRYPTO_B64URL_LEN(len) ||
+        crypto_b64url_decode(buf, sizeof(buf), json_string_value(v), json_string_length(v)) != (long)len)
         return -1;
     memcpy(out, buf, len);
     return 0;
@@ -186,7 +185,7 @@ static qr_key_t *json_xy_key(const json_t *obj)
     uint8_t x[32], y[32];
     if (json_b64_exact(obj, "x", x, 32) != 0 || json_b64_exact(obj, "y", y, 32) != 0)
         return NULL;
-    return qr_key_from_xy(x, y);
+    return crypto_key_from_xy(x, y);
 }
 
 /* ---- JWKS ------------------------------------------------------------------------------------- */
@@ -197,7 +196,7 @@ void qr_jwks_free(qr_jwks_t *jwks)
         return;
     for (size_t i = 0; i != jwks->num_keys; ++i) {
         free(jwks->keys[i].kid);
-        qr_key_free(jwks->keys[i].key);
+        crypto_key_free(jwks->keys[i].key);
     }
     free(jwks->keys);
     free(jwks);
@@ -250,12 +249,12 @@ static int jwks_add(qr_jwks_t *jwks, const json_t *k)
     if (jwks_find(jwks, kid) != NULL || (key = json_xy_key(k)) == NULL)
         return -1;
     if ((keys = realloc(jwks->keys, (jwks->num_keys + 1) * sizeof(*keys))) == NULL) {
-        qr_key_free(key);
+        crypto_key_free(key);
         return -1;
     }
     jwks->keys = keys;
     if ((keys[jwks->num_keys].kid = strdup(kid)) == NULL) {
-        qr_key_free(key);
+        crypto_key_free(key);
         return -1;
     }
     keys[jwks->num_keys++].key = key;
@@ -320,8 +319,10 @@ static uint8_t *b64_part(const char *s, size_t len, size_t *outlen)
 {
     size_t cap = len / 4 * 3 + 3;
     uint8_t *buf = malloc(cap + 1);
-    if (buf != NULL && qr_b64url_decode(s, len, buf, cap, outlen) == 0) {
-        buf[*outlen] = '\0';
+    long n = buf != NULL ? crypto_b64url_decode(buf, cap, s, len) : -1;
+    if (n >= 0) {
+        buf[n] = '\0';
+        *outlen = (size_t)n;
         return buf;
     }
     free(buf);
@@ -367,15 +368,15 @@ static int jws_open(const char *jws, size_t len, const qr_jwks_t *jwks, const qr
     jws_parts_t p;
     json_t *header;
     uint8_t sig[HMT1_SIG_LEN + 3];
-    size_t siglen;
+    long siglen;
     int ok;
     if (len > QR_TRUST_MAX_LEN || jws_split(jws, len, &p) != 0 || (header = jws_header(&p, typ)) == NULL)
         return -1;
-    ok = p.len[2] == QR_BASE64URL_ENCODED_LEN(HMT1_SIG_LEN) &&
-         qr_b64url_decode(p.part[2], p.len[2], sig, sizeof(sig), &siglen) == 0 && siglen == HMT1_SIG_LEN;
+    ok = p.len[2] == CRYPTO_B64URL_LEN(HMT1_SIG_LEN) &&
+         (siglen = crypto_b64url_decode(sig, sizeof(sig), p.part[2], p.len[2])) == HMT1_SIG_LEN;
     if (ok && check_sig) {
         const qr_key_t *k = jws_key(header, jwks, key);
-        ok = k != NULL && qr_es256_verify(k, jws, (size_t)(p.part[2] - 1 - jws), sig, siglen) == 0;
+        ok = k != NULL && crypto_es256_verify(k, jws, (size_t)(p.part[2] - 1 - jws), sig, (size_t)siglen) == 0;
     }
     json_decref(header);
     if (!ok || (*payload = b64_part(p.part[1], p.len[1], payload_len)) == NULL)
@@ -394,9 +395,7 @@ int qr_jws_verify(const char *jws, size_t len, const qr_jwks_t *jwks, const qr_k
 /* Appends base64url of LEN bytes at OUT + *POS. */
 static void put_b64(char *out, size_t *pos, const void *in, size_t len)
 {
-    size_t n;
-    qr_b64url_encode(in, len, out + *pos, QR_BASE64URL_ENCODED_LEN(len) + 1, &n);
-    *pos += n;
+    *pos += crypto_b64url_encode(out + *pos, in, len);
 }
 
 int qr_jws_sign(const qr_key_t *signer, const char *kid, const char *typ, const uint8_t *payload, size_t len, char **out,
@@ -415,13 +414,13 @@ int qr_jws_sign(const qr_key_t *signer, const char *kid, const char *typ, const 
     if (hdr == NULL || len > QR_TRUST_MAX_LEN)
         goto fail;
     hlen = strlen(hdr);
-    cap = QR_BASE64URL_ENCODED_LEN(hlen) + QR_BASE64URL_ENCODED_LEN(len) + QR_BASE64URL_ENCODED_LEN(HMT1_SIG_LEN) + 3;
+    cap = CRYPTO_B64URL_LEN(hlen) + CRYPTO_B64URL_LEN(len) + CRYPTO_B64URL_LEN(HMT1_SIG_LEN) + 3;
     if ((buf = malloc(cap)) == NULL)
         goto fail;
     put_b64(buf, &pos, hdr, hlen);
     buf[pos++] = '.';
     put_b64(buf, &pos, payload, len);
-    if (qr_ecdsa_sign(signer, buf, pos, sig) != 0) {
+    if (crypto_es256_sign(signer, buf, pos, sig) != 0) {
         free(buf);
         goto fail;
     }
@@ -491,11 +490,11 @@ static const char *parse_trust_key(qr_trust_t *t, const json_t *k)
         return "key: x and y must be base64url of a P-256 point";
     qr_key_id(key, real);
     if (memcmp(kid, real, HMT1_KID_LEN) != 0) {
-        qr_key_free(key);
+        crypto_key_free(key);
         return "key: kid does not match the key";
     }
     ret = qr_trust_add_key(t, key, scenes, nb, na);
-    qr_key_free(key);
+    crypto_key_free(key);
     return ret == 0 ? NULL : "key: repeated kid or not_before > not_after";
 }
 
@@ -595,9 +594,9 @@ static json_t *trust_key_json(const trust_key_t *k)
             return NULL;
         }
     snprintf(kid, sizeof(kid), "%02x%02x%02x%02x", k->kid[0], k->kid[1], k->kid[2], k->kid[3]);
-    qr_key_xy(k->key, x, y);
-    qr_b64url_encode(x, 32, x64, sizeof(x64), NULL);
-    qr_b64url_encode(y, 32, y64, sizeof(y64), NULL);
+    crypto_key_xy(k->key, x, y);
+    crypto_b64url_encode(x64, x, 32);
+    crypto_b64url_encode(y64, y, 32);
     return json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:I}", "kid", kid, "alg", "ES256", "x", x64, "y", y64, "scenes", scenes,
                      "not_before", (json_int_t)k->not_before, "not_after", (json_int_t)k->not_after);
 }

@@ -9,6 +9,7 @@
  */
 #include <string.h>
 #include "auth/http/http.h"
+#include "crypto/crypto.h"
 
 static int hexv(int c)
 {
@@ -184,7 +185,7 @@ int auth_basic_parse(h2o_req_t *req, const char **id, const char **secret, size_
         return -1;
     h2o_iovec_t dec;
     dec.base = h2o_mem_alloc_pool(&req->pool, tl);
-    long dl = auth_b64url_decode(dec.base, tl, tmp, tl);
+    long dl = crypto_b64url_decode(dec.base, tl, tmp, tl);
     if (dl <= 0)
         return -1;
     dec.len = (size_t)dl;

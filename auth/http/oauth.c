@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include "auth/http/internal.h"
+#include "crypto/crypto.h"
 
 /* ---- scripts ------------------------------------------------------------------------------------ */
 
@@ -583,9 +584,9 @@ static void grant_authorization_code(gw_task_t *o)
     }
     uint8_t md[32];
     unsigned mdlen = 32;
-    char challenge[AUTH_B64URL_LEN(32) + 1], code_key[128], rt_key[128], rt_ttl[24], keep[8] = "600";
+    char challenge[CRYPTO_B64URL_LEN(32) + 1], code_key[128], rt_key[128], rt_ttl[24], keep[8] = "600";
     EVP_Digest(verifier, strlen(verifier), md, &mdlen, EVP_sha256(), NULL);
-    auth_b64url_encode(challenge, md, 32);
+    crypto_b64url_encode(challenge, md, 32);
     char code_hash[65];
     auth_sha256_hex(code, strlen(code), code_hash);
     snprintf(code_key, sizeof(code_key), AUTH_RK_CODE "%s", code_hash);

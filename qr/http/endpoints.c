@@ -1,7 +1,7 @@
 /*
  * qr/http/endpoints.c — the city code's HTTP endpoints (SPEC §7.3), the /qr/v1 family, on top of the
  * qr/ library and the gateway's interface. The only part of qr/ that knows the gateway (the rest of
- * the folder links alone, see hmt1.h). The pipeline has matched, sized and authenticated a request
+ * the folder links alone, see qr.h). The pipeline has matched, sized and authenticated a request
  * (the endpoint table at the end says what each needs) before a handler here runs.
  *
  *   GET  /qr/v1/trust                 public: the trust list as a compact JWS (newest token key)
@@ -39,7 +39,8 @@
 #include <openssl/pem.h>
 #include <jansson.h>
 #include "gateway/gateway.h"
-#include "qr/hmt1.h"
+#include "crypto/crypto.h"
+#include "qr/qr.h"
 #include "qr/http/http.h"
 
 #define QR_RK AUTH_RK
@@ -77,7 +78,7 @@ static qr_key_t *qr_from_auth(const auth_key_t *k)
     char *p;
     long n;
     if (ok == 1 && (n = BIO_get_mem_data(b, &p)) > 0)
-        q = qr_key_from_pem(p, (size_t)n);
+        q = crypto_key_from_pem(p, (size_t)n, NULL, 0);
     BIO_free(b);
     return q;
 }
@@ -88,12 +89,12 @@ static void qr_gen_free(void *p)
     if (g == NULL)
         return;
     for (size_t i = 0; i != g->nkeys; ++i)
-        qr_key_free(g->keys[i]);
+        crypto_key_free(g->keys[i]);
     free(g->keys);
     free(g->not_before);
     free(g->not_after);
     qr_trust_free(g->trust);
-    qr_key_free(g->token_signer);
+    crypto_key_free(g->token_signer);
     OPENSSL_cleanse(g->scene_secret, sizeof(g->scene_secret));
     free(g);
 }
@@ -131,7 +132,7 @@ static int qr_gen_build(const gw_conf_t *conf, void **out, char *err, size_t err
             goto Error;
         }
     }
-    if (n == 0 || !qr_key_has_private(g->keys[0])) {
+    if (n == 0 || !crypto_key_has_private(g->keys[0])) {
         snprintf(err, errsz, "code keys: no signing key");
         goto Error;
     }
@@ -251,15 +252,15 @@ int qr_body_parse(qr_body_kind_t kind, const char *body, size_t len, qr_body_t *
     if (kind == QR_BODY_CREDENTIALS) {
         const char *dk = json_str(doc, "device_public_key");
         uint8_t point[HMT1_POINT_FULL_LEN + 3];
-        size_t pl = 0;
+        long pl = -1;
         qr_key_t *k = NULL;
-        if (dk != NULL && qr_b64url_decode(dk, strlen(dk), point, sizeof(point), &pl) == 0)
-            k = qr_key_from_point(point, pl);
+        if (dk != NULL && (pl = crypto_b64url_decode(point, sizeof(point), dk, strlen(dk))) >= 0)
+            k = crypto_key_from_point(point, (size_t)pl);
         if (k != NULL)
-            qr_key_point(k, out->device_point);
+            crypto_key_point(k, out->device_point);
         else
             ret = -2;
-        qr_key_free(k);
+        crypto_key_free(k);
     } else if (kind == QR_BODY_VERIFY) {
         json_t *jc = json_object_get(doc, "code"), *jt = json_object_get(doc, "terminal_id");
         if (!json_is_string(jc) || (jt != NULL && !json_is_string(jt)))
@@ -542,7 +543,7 @@ static void codes_dispose(void *p)
     codes_t *c = p;
     if (h2o_timeout_is_linked(&c->retry))
         h2o_timeout_unlink(&c->retry);
-    qr_key_free(c->device);
+    crypto_key_free(c->device);
 }
 
 static unsigned scene_slots[QR_SCENE_MAX + 1];
@@ -586,7 +587,7 @@ static void devcache_clear(devcache_entry_t *e)
 {
     free(e->id);
     free(e->sealed);
-    qr_key_free(e->key);
+    crypto_key_free(e->key);
     memset(e, 0, sizeof(*e));
 }
 
@@ -655,8 +656,7 @@ static devcache_entry_t *devcache_get(const gw_conf_t *conf, const char *sub, un
     if (e->id != NULL && strcmp(e->id, id) == 0 && strcmp(e->sealed, sealed) == 0)
         return e;
     uint8_t cred[HMT1_CRED_LEN + 4];
-    size_t cl = 0;
-    if (qr_b64url_decode(credtxt, strlen(credtxt), cred, sizeof(cred), &cl) != 0 || cl != HMT1_CRED_LEN)
+    if (crypto_b64url_decode(cred, sizeof(cred), credtxt, strlen(credtxt)) != HMT1_CRED_LEN)
         return NULL;
     const uint8_t *dk = data_key(conf);
     char aad[256], pem[1024];
@@ -666,13 +666,13 @@ static devcache_entry_t *devcache_get(const gw_conf_t *conf, const char *sub, un
     if (dk != NULL)
         pl = auth_unseal(dk, aad, sealed, pem, sizeof(pem));
     if (pl > 0)
-        key = qr_key_from_pem(pem, (size_t)pl);
+        key = crypto_key_from_pem(pem, (size_t)pl, NULL, 0);
     OPENSSL_cleanse(pem, sizeof(pem));
     if (key == NULL)
         return NULL;
     devcache_clear(e);
     if ((e->id = strdup(id)) == NULL || (e->sealed = strdup(sealed)) == NULL) {
-        qr_key_free(key);
+        crypto_key_free(key);
         devcache_clear(e);
         return NULL;
     }
@@ -688,8 +688,8 @@ static void codes_answer(gw_task_t *o)
     h2o_req_t *req = greq->req;
     const gw_conf_t *conf = greq->gen->conf;
     if (c->out == OUT_CREDENTIAL) {
-        char b[QR_BASE64URL_ENCODED_LEN(HMT1_CRED_LEN) + 1];
-        qr_b64url_encode(c->cred, HMT1_CRED_LEN, b, sizeof(b), NULL);
+        char b[CRYPTO_B64URL_LEN(HMT1_CRED_LEN) + 1];
+        crypto_b64url_encode(b, c->cred, HMT1_CRED_LEN);
         json_t *doc = json_object();
         json_object_set_new(doc, "credential", json_string(b));
         json_object_set_new(doc, "scene", json_string(qr_scene_name(c->scene)));
@@ -869,14 +869,15 @@ static void on_code_next(gw_task_t *o, const redisReply *reply, const char *err)
         snprintf(aad, sizeof(aad), "hegate/qr/%s/%s/dev", c->sub, qr_scene_name(c->scene));
         size_t pl = 0;
         /* generated as a qr_key_t and written out, not parsed back: parsing a PEM key costs ~0.7 ms */
-        if (dk != NULL && (c->device = qr_key_generate()) != NULL && qr_key_private_pem(c->device, pem, sizeof(pem), &pl) == 0)
+        if (dk != NULL && (c->device = crypto_key_generate()) != NULL &&
+            crypto_key_private_pem(c->device, pem, sizeof(pem), &pl) == 0)
             sealed_dev = auth_seal(dk, aad, pem, pl);
         OPENSSL_cleanse(pem, sizeof(pem));
         if (sealed_dev == NULL) {
             gw_problem_send(greq, 500, "internal", "Internal Server Error", "the device key cannot be made");
             return;
         }
-        qr_key_point(c->device, cr.device_key);
+        crypto_key_point(c->device, cr.device_key);
         c->signer = c->device;
     }
     if (qr_credential_issue(&cr, g->keys[0], c->cred) != 0) {
@@ -885,8 +886,8 @@ static void on_code_next(gw_task_t *o, const redisReply *reply, const char *err)
         return;
     }
     c->counter = 1;
-    char credtxt[QR_BASE64URL_ENCODED_LEN(HMT1_CRED_LEN) + 1];
-    qr_b64url_encode(c->cred, HMT1_CRED_LEN, credtxt, sizeof(credtxt), NULL);
+    char credtxt[CRYPTO_B64URL_LEN(HMT1_CRED_LEN) + 1];
+    crypto_b64url_encode(credtxt, c->cred, HMT1_CRED_LEN);
     const char *scene = qr_scene_name(c->scene);
     const char *args[] = {
         c->out == OUT_CREDENTIAL ? pool_printf(pool, QR_RK "qrserial") : pool_printf(pool, QR_RK "qrcred:%s:%s", c->sub, scene),

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 /* Registers the /qr/v1 family (start-up, before gw_server_run). */
 void qr_http_register(void);

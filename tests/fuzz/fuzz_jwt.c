@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         size_t hlen = (size_t)(nul - in), klen = strlen(auth_key_kid(key));
         /* the header text, with the first "KID" replaced by the real kid (seeds cannot know it) */
-        char *text = malloc(hlen + klen + 1), *hdr = malloc(AUTH_B64URL_LEN(hlen + klen) + 1);
+        char *text = malloc(hlen + klen + 1), *hdr = malloc(CRYPTO_B64URL_LEN(hlen + klen) + 1);
         if (text == NULL || hdr == NULL) {
             free(text);
             free(hdr);
@@ -105,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(text + off, auth_key_kid(key), klen);
             tlen = hlen - 3 + klen;
         }
-        size_t hb = auth_b64url_encode(hdr, text, tlen);
+        size_t hb = crypto_b64url_encode(hdr, text, tlen);
         free(text);
         char *tok = auth_jws_sign_raw(key, hdr, hb, nul + 1, n - hlen - 1);
         free(hdr);
@@ -141,10 +141,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t *out = malloc(n + 1);
         if (out == NULL)
             break;
-        long m = auth_b64url_decode(out, n + 1, in, n);
+        long m = crypto_b64url_decode(out, n + 1, in, n);
         if (m >= 0) { /* canonical: encoding the bytes gives the same text back */
-            char *again = malloc(AUTH_B64URL_LEN((size_t)m) + 1);
-            if (again != NULL && (auth_b64url_encode(again, out, (size_t)m) != n || memcmp(again, in, n) != 0))
+            char *again = malloc(CRYPTO_B64URL_LEN((size_t)m) + 1);
+            if (again != NULL && (crypto_b64url_encode(again, out, (size_t)m) != n || memcmp(again, in, n) != 0))
                 abort();
             free(again);
         }

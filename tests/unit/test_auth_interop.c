@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include "auth/auth.h"
+#include "crypto/crypto.h"
 
 static const char *const ISS = "https://hegate.example";
 static const char *const EXT_ISS = "https://id.province.example";
@@ -272,7 +273,7 @@ static void test_pyjwt_verified_by_ours(void **state)
             assert_string_equal(c.client_id, "province-app");
             uint8_t sig[64];
             const char *dot = strrchr(tok, '.');
-            assert_int_equal(auth_b64url_decode(sig, 64, dot + 1, strlen(dot + 1)), 64);
+            assert_int_equal(crypto_b64url_decode(sig, 64, dot + 1, strlen(dot + 1)), 64);
             if (memcmp(sig + 32, half_n, 32) > 0)
                 ++high_s;
         }

@@ -24,8 +24,8 @@ static auth_verifier_t *verifier;
 
 static char *b64(const void *data, size_t len)
 {
-    char *s = malloc(AUTH_B64URL_LEN(len) + 1);
-    auth_b64url_encode(s, data, len);
+    char *s = malloc(CRYPTO_B64URL_LEN(len) + 1);
+    crypto_b64url_encode(s, data, len);
     return s;
 }
 
@@ -99,7 +99,7 @@ static char *replace_sig(const char *tok, const uint8_t *sig, size_t len)
 static void get_sig(const char *tok, uint8_t sig[64])
 {
     const char *dot = strrchr(tok, '.');
-    assert_int_equal(auth_b64url_decode(sig, 64, dot + 1, strlen(dot + 1)), 64);
+    assert_int_equal(crypto_b64url_decode(sig, 64, dot + 1, strlen(dot + 1)), 64);
 }
 
 static const uint8_t P256_N[32] = {0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
@@ -178,28 +178,28 @@ static void test_b64url_strict(void **state)
 {
     (void)state;
     uint8_t in[100], out[100];
-    char enc[AUTH_B64URL_LEN(100) + 1];
+    char enc[CRYPTO_B64URL_LEN(100) + 1];
     for (size_t len = 0; len <= sizeof(in); ++len) {
         for (size_t i = 0; i != len; ++i)
             in[i] = (uint8_t)(i * 37 + len);
-        size_t n = auth_b64url_encode(enc, in, len);
-        assert_int_equal(n, AUTH_B64URL_LEN(len));
+        size_t n = crypto_b64url_encode(enc, in, len);
+        assert_int_equal(n, CRYPTO_B64URL_LEN(len));
         assert_null(strchr(enc, '='));
-        assert_int_equal(auth_b64url_decode(out, sizeof(out), enc, n), (long)len);
+        assert_int_equal(crypto_b64url_decode(out, sizeof(out), enc, n), (long)len);
         assert_memory_equal(in, out, len);
     }
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QQ", 2), 1);  /* "A" */
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QR", 2), -1); /* same byte, unused bits set */
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QUI", 3), 2); /* "AB" */
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QUJ", 3), -1);
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QQ==", 4), -1);
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "Q", 1), -1);
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QUJD+A", 6), -1);
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QUJD/A", 6), -1);
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QUJ D", 5), -1);
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "QUJD\0A", 6), -1);
-    assert_int_equal(auth_b64url_decode(out, 2, "QUJD", 4), -1); /* does not fit */
-    assert_int_equal(auth_b64url_decode(out, sizeof(out), "", 0), 0);
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QQ", 2), 1);  /* "A" */
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QR", 2), -1); /* same byte, unused bits set */
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QUI", 3), 2); /* "AB" */
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QUJ", 3), -1);
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QQ==", 4), -1);
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "Q", 1), -1);
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QUJD+A", 6), -1);
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QUJD/A", 6), -1);
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QUJ D", 5), -1);
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "QUJD\0A", 6), -1);
+    assert_int_equal(crypto_b64url_decode(out, 2, "QUJD", 4), -1); /* does not fit */
+    assert_int_equal(crypto_b64url_decode(out, sizeof(out), "", 0), 0);
 }
 
 static void test_json_parser_limits(void **state)
@@ -243,7 +243,7 @@ static void test_sign_verify_round_trip(void **state)
     /* the header is exactly what SPEC §6 says */
     const char *dot = strchr(tok, '.');
     char hdr[256];
-    long n = auth_b64url_decode(hdr, sizeof(hdr) - 1, tok, (size_t)(dot - tok));
+    long n = crypto_b64url_decode(hdr, sizeof(hdr) - 1, tok, (size_t)(dot - tok));
     assert_true(n > 0);
     hdr[n] = '\0';
     char want[128];
@@ -889,7 +889,7 @@ static void test_rfc7515_a3(void **state)
     size_t plen = 0;
     assert_int_equal(auth_jws_verify_es256(jws, strlen(jws), k, 0, &payload, &plen), AUTH_OK);
     char buf[256];
-    long n = auth_b64url_decode(buf, sizeof(buf) - 1, payload, plen);
+    long n = crypto_b64url_decode(buf, sizeof(buf) - 1, payload, plen);
     assert_true(n > 0);
     buf[n] = '\0';
     assert_non_null(strstr(buf, "\"iss\":\"joe\""));

@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include "auth/auth.h"
+#include "crypto/crypto.h"
 
 static char tmp[64];
 
@@ -180,7 +181,7 @@ static void test_cli_generate(void **state)
     assert_true(auth_key_has_private(signer));
     assert_string_equal(auth_key_kid(signer), kids[0]);
     char kid2[16];
-    auth_b64url_encode(kid2, auth_key_spki_sha256(signer), 8);
+    crypto_b64url_encode(kid2, auth_key_spki_sha256(signer), 8);
     assert_string_equal(kid2, kids[0]);
     auth_keyset_free(ks);
     ks = auth_keyset_load(dir, AUTH_KEY_CODE, (int64_t)time(NULL), 0, err, sizeof(err));
@@ -492,8 +493,8 @@ static void test_jwks_document(void **state)
     uint8_t x[32], y[32];
     const char *xs = json_string_value(json_object_get(k0, "x")), *ys = json_string_value(json_object_get(k0, "y"));
     assert_int_equal(strlen(xs), 43);
-    assert_int_equal(auth_b64url_decode(x, 32, xs, strlen(xs)), 32);
-    assert_int_equal(auth_b64url_decode(y, 32, ys, strlen(ys)), 32);
+    assert_int_equal(crypto_b64url_decode(x, 32, xs, strlen(xs)), 32);
+    assert_int_equal(crypto_b64url_decode(y, 32, ys, strlen(ys)), 32);
     assert_memory_equal(x, ax, 32);
     assert_memory_equal(y, ay, 32);
 

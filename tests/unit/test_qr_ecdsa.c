@@ -12,7 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include "tests/unit/unit.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 static const uint8_t n_be[32] = {0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                  0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51};
@@ -77,7 +77,7 @@ typedef struct {
 } counts_t;
 
 /* One Wycheproof case: INVALID must be refused by both verifiers; VALID low-S accepted by both;
- * VALID high-S refused by qr_ecdsa_verify (our policy), accepted by qr_es256_verify, and accepted
+ * VALID high-S refused by qr_ecdsa_verify (our policy), accepted by crypto_es256_verify, and accepted
  * by qr_ecdsa_verify once normalized to (r, n − s). */
 static void run_ecdsa_case(const qr_key_t *key, json_t *t, counts_t *c)
 {
@@ -85,7 +85,7 @@ static void run_ecdsa_case(const qr_key_t *key, json_t *t, counts_t *c)
     size_t mlen = unhex(json_string_value(json_object_get(t, "msg")), msg, sizeof(msg));
     size_t slen = unhex(json_string_value(json_object_get(t, "sig")), sig, sizeof(sig));
     const char *result = json_string_value(json_object_get(t, "result"));
-    int ours = qr_ecdsa_verify(key, msg, mlen, sig, slen) == 0, es256 = qr_es256_verify(key, msg, mlen, sig, slen) == 0;
+    int ours = qr_ecdsa_verify(key, msg, mlen, sig, slen) == 0, es256 = crypto_es256_verify(key, msg, mlen, sig, slen) == 0;
     int ok;
     ++c->total;
     if (strcmp(result, "invalid") == 0) {
@@ -115,7 +115,7 @@ static qr_key_t *group_key(json_t *g)
     const char *hex = json_string_value(json_object_get(json_object_get(g, "publicKey"), "uncompressed"));
     size_t plen = unhex(hex, point, sizeof(point)),
            dlen = unhex(json_string_value(json_object_get(g, "publicKeyDer")), der, sizeof(der));
-    qr_key_t *key = qr_key_from_point(point, plen);
+    qr_key_t *key = crypto_key_from_point(point, plen);
     assert_non_null(key);
     EVP_Digest(der, dlen, digest, NULL, EVP_sha256(), NULL);
     qr_key_id(key, kid);
@@ -138,7 +138,7 @@ static void test_wycheproof_p1363(void **state)
         {
             run_ecdsa_case(key, t, &c);
         }
-        qr_key_free(key);
+        crypto_key_free(key);
     }
     printf("wycheproof ecdsa_secp256r1_sha256_p1363: %zu cases: %zu invalid rejected, %zu valid low-S accepted, "
            "%zu valid high-S rejected by policy (accepted as ES256 and once normalized), %zu mismatches\n",
@@ -153,96 +153,96 @@ static void test_wycheproof_p1363(void **state)
 static void test_sign_is_low_s(void **state)
 {
     (void)state;
-    qr_key_t *key = qr_key_generate();
+    qr_key_t *key = crypto_key_generate();
     uint8_t sig[64], point[33];
     char msg[32];
     int high = 0;
     assert_non_null(key);
-    qr_key_point(key, point);
+    crypto_key_point(key, point);
     for (int i = 0; i != 300; ++i) {
         snprintf(msg, sizeof(msg), "message %d", i);
-        assert_int_equal(qr_ecdsa_sign(key, msg, strlen(msg), sig), 0);
+        assert_int_equal(crypto_es256_sign(key, msg, strlen(msg), sig), 0);
         high |= is_high_s(sig + 32);
         assert_int_equal(qr_ecdsa_verify(key, msg, strlen(msg), sig, 64), 0);
         assert_int_equal(qr_ecdsa_verify_point(point, 33, msg, strlen(msg), sig, 64), 0);
         n_minus(sig + 32); /* the high-S twin: same signature to OpenSSL, refused by us */
         assert_int_equal(qr_ecdsa_verify(key, msg, strlen(msg), sig, 64), -1);
-        assert_int_equal(qr_es256_verify(key, msg, strlen(msg), sig, 64), 0);
+        assert_int_equal(crypto_es256_verify(key, msg, strlen(msg), sig, 64), 0);
     }
     assert_false(high);
-    qr_key_free(key);
+    crypto_key_free(key);
 }
 
 static void test_signature_ranges(void **state)
 {
     (void)state;
-    qr_key_t *key = qr_key_generate();
+    qr_key_t *key = crypto_key_generate();
     uint8_t sig[64], bad[64];
-    assert_int_equal(qr_ecdsa_sign(key, "m", 1, sig), 0);
+    assert_int_equal(crypto_es256_sign(key, "m", 1, sig), 0);
     memcpy(bad, sig, 64);
     memset(bad, 0, 32); /* r = 0 */
     assert_int_equal(qr_ecdsa_verify(key, "m", 1, bad, 64), -1);
     memcpy(bad, sig, 64);
     memset(bad + 32, 0, 32); /* s = 0 */
     assert_int_equal(qr_ecdsa_verify(key, "m", 1, bad, 64), -1);
-    assert_int_equal(qr_es256_verify(key, "m", 1, bad, 64), -1);
+    assert_int_equal(crypto_es256_verify(key, "m", 1, bad, 64), -1);
     memcpy(bad, n_be, 32); /* r = n */
     memcpy(bad + 32, sig + 32, 32);
-    assert_int_equal(qr_es256_verify(key, "m", 1, bad, 64), -1);
+    assert_int_equal(crypto_es256_verify(key, "m", 1, bad, 64), -1);
     memcpy(bad, sig, 32);
     memcpy(bad + 32, n_be, 32); /* s = n */
-    assert_int_equal(qr_es256_verify(key, "m", 1, bad, 64), -1);
+    assert_int_equal(crypto_es256_verify(key, "m", 1, bad, 64), -1);
     assert_int_equal(qr_ecdsa_verify(key, "m", 1, sig, 63), -1);
     assert_int_equal(qr_ecdsa_verify(key, "m", 1, sig, 65), -1);
     assert_int_equal(qr_ecdsa_verify(key, "n", 1, sig, 64), -1);
     assert_int_equal(qr_ecdsa_verify(key, "m", 1, sig, 64), 0);
-    qr_key_free(key);
+    crypto_key_free(key);
 }
 
 static void test_points(void **state)
 {
     (void)state;
-    qr_key_t *key = qr_key_generate(), *a, *b;
+    qr_key_t *key = crypto_key_generate(), *a, *b;
     uint8_t c[33], full[65], x[32], y[32], kid_a[4], kid_b[4];
-    qr_key_point(key, c);
-    qr_key_xy(key, x, y);
+    crypto_key_point(key, c);
+    crypto_key_xy(key, x, y);
     full[0] = 4;
     memcpy(full + 1, x, 32);
     memcpy(full + 33, y, 32);
-    assert_non_null(a = qr_key_from_point(c, 33));
-    assert_non_null(b = qr_key_from_point(full, 65));
-    assert_false(qr_key_has_private(a));
+    assert_non_null(a = crypto_key_from_point(c, 33));
+    assert_non_null(b = crypto_key_from_point(full, 65));
+    assert_false(crypto_key_has_private(a));
     qr_key_id(a, kid_a);
     qr_key_id(b, kid_b);
     assert_memory_equal(kid_a, kid_b, 4);
-    qr_key_free(a);
-    qr_key_free(b);
-    assert_null(qr_key_from_point(c, 32));
-    assert_null(qr_key_from_point(full, 64));
-    assert_null(qr_key_from_point(full, 33)); /* 0x04 with a compressed length */
+    crypto_key_free(a);
+    crypto_key_free(b);
+    assert_null(crypto_key_from_point(c, 32));
+    assert_null(crypto_key_from_point(full, 64));
+    assert_null(crypto_key_from_point(full, 33)); /* 0x04 with a compressed length */
     c[0] = 0x05;
-    assert_null(qr_key_from_point(c, 33));
+    assert_null(crypto_key_from_point(c, 33));
     full[64] ^= 1; /* off the curve */
-    assert_null(qr_key_from_point(full, 65));
+    assert_null(crypto_key_from_point(full, 65));
     memset(full + 1, 0, 64);
-    assert_null(qr_key_from_point(full, 65));
+    assert_null(crypto_key_from_point(full, 65));
     {
         uint8_t inf = 0;
-        assert_null(qr_key_from_point(&inf, 1));
+        assert_null(crypto_key_from_point(&inf, 1));
     }
     /* about half of all x have no point: find one and check it is refused */
     c[0] = 0x02;
     int refused = 0;
     for (int i = 0; i != 64 && !refused; ++i) {
         c[32] = (uint8_t)i;
-        qr_key_t *k = qr_key_from_point(c, 33);
+        qr_key_t *k = crypto_key_from_point(c, 33);
         refused = k == NULL;
-        qr_key_free(k);
+        crypto_key_free(k);
     }
     assert_true(refused);
     memset(c + 1, 0xFF, 32); /* x ≥ p */
-    assert_null(qr_key_from_point(c, 33));
-    qr_key_free(key);
+    assert_null(crypto_key_from_point(c, 33));
+    crypto_key_free(key);
 }
 
 static char *pem_of(EVP_PKEY *pkey, int which) /* 0 PKCS#8, 1 SEC1 "EC PRIVATE KEY", 2 SPKI, 3 encrypted PKCS#8 */
@@ -272,22 +272,22 @@ static void test_pem_and_key_ids(void **state)
     char jwk_kid[12], expect_kid[12];
     int dlen = i2d_PUBKEY(pkey, &der);
     EVP_Digest(der, (size_t)dlen, digest, NULL, EVP_sha256(), NULL);
-    qr_b64url_encode(digest, 8, expect_kid, sizeof(expect_kid), NULL);
+    crypto_b64url_encode(expect_kid, digest, 8);
     for (int which = 0; which != 3; ++which) {
         char *pem = pem_of(pkey, which);
-        qr_key_t *k = qr_key_from_pem(pem, strlen(pem));
+        qr_key_t *k = crypto_key_from_pem(pem, strlen(pem), NULL, 0);
         assert_non_null(k);
-        assert_int_equal(qr_key_has_private(k), which != 2);
+        assert_int_equal(crypto_key_has_private(k), which != 2);
         qr_key_id(k, kid);
         assert_memory_equal(kid, digest, 4); /* SPEC §7.1: SHA-256(DER SPKI)[0..4] */
         qr_key_jwk_kid(k, jwk_kid);
         assert_string_equal(jwk_kid, expect_kid); /* SPEC §6 */
-        qr_key_free(k);
+        crypto_key_free(k);
         free(pem);
     }
     {
         char *pem = pem_of(pkey, 3); /* encrypted: refused, and never a passphrase prompt */
-        assert_null(qr_key_from_pem(pem, strlen(pem)));
+        assert_null(crypto_key_from_pem(pem, strlen(pem), NULL, 0));
         free(pem);
     }
     OPENSSL_free(der);
@@ -295,11 +295,11 @@ static void test_pem_and_key_ids(void **state)
     pkey = EVP_EC_gen("P-384");
     {
         char *pem = pem_of(pkey, 0);
-        assert_null(qr_key_from_pem(pem, strlen(pem))); /* another curve */
+        assert_null(crypto_key_from_pem(pem, strlen(pem), NULL, 0)); /* another curve */
         free(pem);
     }
     EVP_PKEY_free(pkey);
-    assert_null(qr_key_from_pem("garbage", 7));
+    assert_null(crypto_key_from_pem("garbage", 7, NULL, 0));
     assert_null(qr_key_load_pem_file("/nonexistent/key.pem"));
 }
 
@@ -307,29 +307,29 @@ static void test_save_and_load(void **state)
 {
     (void)state;
     char dir[] = "/tmp/hegate-qr-ecdsa-XXXXXX", path[64];
-    qr_key_t *key = qr_key_generate(), *back;
+    qr_key_t *key = crypto_key_generate(), *back;
     uint8_t a[33], b[33], sig[64];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/device.pem", dir);
-    assert_int_equal(qr_key_save_private_pem(key, path), 0);
-    assert_int_equal(qr_key_save_private_pem(key, path), -1); /* never overwrites */
+    assert_int_equal(crypto_key_save_private_pem(key, path), 0);
+    assert_int_equal(crypto_key_save_private_pem(key, path), -1); /* never overwrites */
     assert_non_null(back = qr_key_load_pem_file(path));
-    assert_true(qr_key_has_private(back));
-    qr_key_point(key, a);
-    qr_key_point(back, b);
+    assert_true(crypto_key_has_private(back));
+    crypto_key_point(key, a);
+    crypto_key_point(back, b);
     assert_memory_equal(a, b, 33);
-    assert_int_equal(qr_ecdsa_sign(back, "x", 1, sig), 0);
+    assert_int_equal(crypto_es256_sign(back, "x", 1, sig), 0);
     assert_int_equal(qr_ecdsa_verify(key, "x", 1, sig, 64), 0);
     {
-        qr_key_t *pub = qr_key_from_point(a, 33);
-        assert_int_equal(qr_ecdsa_sign(pub, "x", 1, sig), -1); /* no private half */
-        assert_int_equal(qr_key_save_private_pem(pub, path), -1);
-        qr_key_free(pub);
+        qr_key_t *pub = crypto_key_from_point(a, 33);
+        assert_int_equal(crypto_es256_sign(pub, "x", 1, sig), -1); /* no private half */
+        assert_int_equal(crypto_key_save_private_pem(pub, path), -1);
+        crypto_key_free(pub);
     }
     unlink(path);
     rmdir(dir);
-    qr_key_free(key);
-    qr_key_free(back);
+    crypto_key_free(key);
+    crypto_key_free(back);
 }
 
 int main(void)

@@ -5,22 +5,22 @@
  */
 #include <unistd.h>
 #include "tests/unit/unit.h"
-#include "qr/hmt1.h"
+#include "qr/qr.h"
 
 static char code_text[HMT1_TEXT_LEN + 1];
 
 static int setup(void **state)
 {
     (void)state;
-    qr_key_t *issuer = qr_key_generate(), *device = qr_key_generate();
+    qr_key_t *issuer = crypto_key_generate(), *device = crypto_key_generate();
     qr_credential_t c = {.scene = QR_SCENE_TRANSIT, .serial = 1, .expires = 2000000000};
     uint8_t cred[HMT1_CRED_LEN], code[HMT1_LEN];
     int ret;
-    qr_key_point(device, c.device_key);
+    crypto_key_point(device, c.device_key);
     ret = qr_credential_issue(&c, issuer, cred) == 0 && qr_code_make(cred, device, 1750000000, 60, 1, NULL, code) == 0 ? 0 : -1;
     qr_code_to_text(code, code_text);
-    qr_key_free(issuer);
-    qr_key_free(device);
+    crypto_key_free(issuer);
+    crypto_key_free(device);
     return ret;
 }
 

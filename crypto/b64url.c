@@ -1,14 +1,14 @@
 /*
- * auth/b64.c — strict base64url and the bounded JSON parser of the token layer.
+ * crypto/b64url.c — strict base64url (RFC 4648 §5, no padding), the only codec of it in hegate.
  *
- * Called by keys.c (JWK coordinates, kids, JWKS) and jwt.c (every part of a token). The decoder
- * gives each byte string exactly one accepted spelling: no padding, no whitespace, no other
- * alphabet, and the unused low bits of the last character must be zero. The JSON parser refuses
- * duplicate keys and deep nesting before jansson recurses. Neither ever logs its input.
+ * Called by auth/ (every part of a token, JWK coordinates, kids, sealed values, PKCE) and qr/ (the
+ * trust list's JWS and JWK coordinates, credentials). The decoder gives each byte string exactly one
+ * accepted spelling: no padding, no whitespace, no other alphabet ('+', '/'), no length ≡ 1 (mod 4),
+ * and the unused low bits of the last character must be zero. It never writes past DSTSZ, never
+ * allocates and never logs its input.
  */
 #include <string.h>
-#include "auth/internal.h"
-
+#include "crypto/crypto.h"
 static const char b64url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* 0–63 for an alphabet character, 64 for anything else (including '=' and NUL) */
@@ -33,7 +33,7 @@ static const uint8_t b64url_value[256] = {
 };
 /* clang-format on */
 
-size_t auth_b64url_encode(char *dst, const void *src, size_t len)
+size_t crypto_b64url_encode(char *dst, const void *src, size_t len)
 {
     const uint8_t *s = src;
     size_t o = 0, i = 0;
@@ -58,7 +58,7 @@ size_t auth_b64url_encode(char *dst, const void *src, size_t len)
     return o;
 }
 
-long auth_b64url_decode(void *dst, size_t dstsz, const char *src, size_t len)
+long crypto_b64url_decode(void *dst, size_t dstsz, const char *src, size_t len)
 {
     const uint8_t *s = (const uint8_t *)src;
     uint8_t *d = dst;
@@ -89,41 +89,4 @@ long auth_b64url_decode(void *dst, size_t dstsz, const char *src, size_t len)
         d[o++] = (uint8_t)(b << 4 | c >> 2);
     }
     return (long)o;
-}
-
-int auth_json_depth_ok(const char *text, size_t len, unsigned max_depth)
-{
-    unsigned depth = 0;
-    int in_string = 0;
-    for (size_t i = 0; i < len; ++i) {
-        char c = text[i];
-        if (in_string) {
-            if (c == '\\')
-                ++i; /* skip the escaped character (\" in particular) */
-            else if (c == '"')
-                in_string = 0;
-        } else if (c == '"') {
-            in_string = 1;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max_depth)
-                return 0;
-        } else if (c == '}' || c == ']') {
-            if (depth != 0)
-                --depth;
-        }
-    }
-    return 1;
-}
-
-json_t *auth_json_parse_object(const char *text, size_t len, unsigned max_depth)
-{
-    if (len == 0 || !auth_json_depth_ok(text, len, max_depth))
-        return NULL;
-    json_error_t jerr;
-    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (j != NULL && !json_is_object(j)) {
-        json_decref(j);
-        j = NULL;
-    }
-    return j;
 }

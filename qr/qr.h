@@ -1,11 +1,13 @@
 /*
- * qr/hmt1.h — the city code 鹤码通 (HMT1, SPEC §7): the contract of the qr/ folder.
+ * qr/qr.h — the city code 鹤码通 (HMT1, SPEC §7): the contract of the qr/ folder.
  *
- * qr/ is a library a transit gate can link alone: it needs OpenSSL 3, jansson, libqrencode and
- * libpng, never h2o or hiredis. Sections are named after the file that implements them:
+ * qr/ is a library a transit gate can link alone, with crypto/ (base64url, P-256 keys, ES256):
+ * it needs OpenSSL 3, jansson, libqrencode and libpng, never h2o, hiredis or auth/. The one file
+ * that knows the gateway, endpoints.c (the /qr/v1 endpoints), is not part of this contract.
+ * Sections are named after the file that implements them:
  *
- *   base45.c   RFC 9285 Base45 and strict base64url (no padding, canonical)
- *   ecdsa.c    P-256 keys (PEM, SEC1 points), ECDSA-SHA256 with raw r‖s, low-S; key ids
+ *   base45.c   RFC 9285 Base45
+ *   ecdsa.c    HMT1's signature rule (low-S only) and key ids on crypto/'s keys; key files
  *   hmt1.c     the 204 bytes: credentials, codes, text form, the validity rule, seen-set
  *   trust.c    the trust list (SPEC §7.3) as a compact JWS, JWKS, building and checking it
  *   render.c   QR matrix (libqrencode), PNG (libpng) and SVG
@@ -17,11 +19,12 @@
  * it signs or verifies. Every qr_key_t, qr_trust_t and qr_jwks_t may be shared read-only by any
  * number of threads once built. All times are unix seconds.
  */
-#ifndef hegate_qr_hmt1_h
-#define hegate_qr_hmt1_h
+#ifndef hegate_qr_qr_h
+#define hegate_qr_qr_h
 
 #include <stddef.h>
 #include <stdint.h>
+#include "crypto/crypto.h"
 
 /* ---- the format (SPEC §7.1) ----------------------------------------------------------------- */
 
@@ -102,7 +105,6 @@ uint32_t qr_role_scenes(const char *role);
 /* ---- base45.c ------------------------------------------------------------------------------- */
 
 #define QR_BASE45_ENCODED_LEN(n) ((n) / 2 * 3 + (n) % 2 * 2)
-#define QR_BASE64URL_ENCODED_LEN(n) (((n)*4 + 2) / 3)
 
 /* Base45 (RFC 9285) of LEN bytes into OUT (OUTSZ ≥ QR_BASE45_ENCODED_LEN(len) + 1, NUL-terminated).
  * *OUTLEN (if not NULL) gets the length without the NUL. -1 if OUT is too small. */
@@ -112,51 +114,18 @@ int qr_base45_encode(const uint8_t *in, size_t len, char *out, size_t outsz, siz
  * a final pair above 255, or OUTSZ too small (len / 3 * 2 + 1 is always enough). */
 int qr_base45_decode(const char *in, size_t len, uint8_t *out, size_t outsz, size_t *outlen);
 
-/* base64url without padding (RFC 4648 §5) into OUT (OUTSZ ≥ QR_BASE64URL_ENCODED_LEN(len) + 1, NUL-terminated). */
-int qr_b64url_encode(const uint8_t *in, size_t len, char *out, size_t outsz, size_t *outlen);
-
-/* Strict base64url: only A–Z a–z 0–9 - _; no '=', no white space, length ≢ 1 (mod 4), unused bits zero
- * (one spelling per value). -1 otherwise, or if OUTSZ < len * 3 / 4. */
-int qr_b64url_decode(const char *in, size_t len, uint8_t *out, size_t outsz, size_t *outlen);
-
 /* ---- ecdsa.c -------------------------------------------------------------------------------- */
 
-/* A P-256 key: public, or private with its public half. Holds the parsed EVP_PKEY, so nothing is
- * parsed again per signature. Allocated by the qr_key_* constructors, freed by qr_key_free. */
-typedef struct qr_key qr_key_t;
+/* A P-256 key: crypto/'s key, public or private (crypto/crypto.h): made by crypto_key_from_point
+ * (SEC1, 33 or 65 bytes), crypto_key_from_xy (JWK coordinates), crypto_key_from_pem,
+ * crypto_key_generate; written by crypto_key_save_private_pem / crypto_key_private_pem; read by
+ * crypto_key_point / crypto_key_xy; freed by crypto_key_free. crypto_es256_sign signs with it
+ * (raw r‖s, always low-S); crypto_es256_verify is plain ES256 (RFC 7518 §3.4: high S accepted), which
+ * qr/ uses for the trust list's JWS only, never for codes. */
+typedef crypto_key_t qr_key_t;
 
-/* A public key from a SEC1 point: 33 bytes (compressed) or 65 (uncompressed). NULL if LEN is neither
- * or the point is not on the curve. Allocates. */
-qr_key_t *qr_key_from_point(const uint8_t *point, size_t len);
-
-/* A public key from the JWK coordinates x, y (32 bytes each). Allocates. */
-qr_key_t *qr_key_from_xy(const uint8_t x[32], const uint8_t y[32]);
-
-/* A key from PEM text: "PRIVATE KEY" (PKCS#8), "EC PRIVATE KEY" (SEC1) or "PUBLIC KEY" (SPKI).
- * NULL unless it is an EC key on P-256. Allocates. */
-qr_key_t *qr_key_from_pem(const char *pem, size_t len);
-
-/* qr_key_from_pem on the contents of a file (at most 64 KiB). */
+/* crypto_key_from_pem on the contents of a file (at most 64 KiB). NULL on any failure. Allocates. */
 qr_key_t *qr_key_load_pem_file(const char *path);
-
-/* A fresh private key (OpenSSL's RNG). Allocates. */
-qr_key_t *qr_key_generate(void);
-
-/* Writes the private key as PKCS#8 PEM to PATH, created with mode 0600 (refuses to overwrite). */
-int qr_key_save_private_pem(const qr_key_t *key, const char *path);
-
-/* The private key as PKCS#8 PEM into BUF (NUL-terminated, *LEN without the NUL); -1 without a private
- * half or when BUF is too small. */
-int qr_key_private_pem(const qr_key_t *key, char *buf, size_t bufsz, size_t *len);
-
-void qr_key_free(qr_key_t *key);
-
-/* Whether the key can sign. */
-int qr_key_has_private(const qr_key_t *key);
-
-/* The SEC1 compressed point (33 bytes), and the JWK coordinates. */
-void qr_key_point(const qr_key_t *key, uint8_t out[HMT1_POINT_LEN]);
-void qr_key_xy(const qr_key_t *key, uint8_t x[32], uint8_t y[32]);
 
 /* HMT1 key id: the first 4 bytes of SHA-256 of the DER SubjectPublicKeyInfo. */
 void qr_key_id(const qr_key_t *key, uint8_t out[HMT1_KID_LEN]);
@@ -165,19 +134,12 @@ void qr_key_id(const qr_key_t *key, uint8_t out[HMT1_KID_LEN]);
  * SHA-256(DER SPKI) — 11 characters and a NUL. */
 void qr_key_jwk_kid(const qr_key_t *key, char out[12]);
 
-/* ECDSA P-256 over SHA-256(MSG): raw r‖s, always low-S (s ≤ n/2). -1 if the key has no private half. */
-int qr_ecdsa_sign(const qr_key_t *key, const void *msg, size_t len, uint8_t sig[HMT1_SIG_LEN]);
-
-/* 0 if SIG (SIGLEN must be 64) is a valid low-S signature of MSG: rejects 1 ≤ r, s < n failing,
- * s > n/2 (high-S: HMT1 wants one spelling per signature), and anything OpenSSL rejects. */
+/* HMT1's rule: 0 if SIG (SIGLEN must be 64) is a valid low-S signature of MSG: rejects 1 ≤ r, s < n
+ * failing, s > n/2 (high-S: HMT1 wants one spelling per signature), and anything OpenSSL rejects. */
 int qr_ecdsa_verify(const qr_key_t *key, const void *msg, size_t len, const uint8_t *sig, size_t siglen);
 
 /* The same for a key given as a SEC1 point (a device key inside a code); -1 if the point is bad. */
 int qr_ecdsa_verify_point(const uint8_t *point, size_t pointlen, const void *msg, size_t len, const uint8_t *sig, size_t siglen);
-
-/* ES256 as JWS defines it (RFC 7518 §3.4): like qr_ecdsa_verify, but a high-S signature is accepted,
- * as other ES256 signers produce them. Used for the trust list's JWS, never for codes. */
-int qr_es256_verify(const qr_key_t *key, const void *msg, size_t len, const uint8_t *sig, size_t siglen);
 
 /* ---- hmt1.c --------------------------------------------------------------------------------- */
 

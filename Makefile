@@ -16,8 +16,14 @@ CPPFLAGS += -DHEGATE_VERSION='"$(VERSION)"'
 
 LIB_SRC  := $(filter-out gateway/main.c,$(sort $(wildcard gateway/*.c routes/*.c auth/*.c qr/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+# unit tests mirror the source folders: tests/unit/<folder>/test_*.c -> $(BUILD)/tests/<folder>/test_*;
+# the shared helpers (tests/unit/*.c, e.g. the redis harness) are compiled once and linked into each.
+UNIT_DIRS := gateway auth qr routes
+UNIT_SRC := $(sort $(wildcard $(UNIT_DIRS:%=tests/unit/%/test_*.c)))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_LIB_SRC := $(sort $(wildcard tests/unit/*.c))
+UNIT_LIB_OBJ := $(UNIT_LIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_HDRS := $(wildcard tests/unit/*.h)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 HDRS     := $(wildcard gateway/*.h routes/*.h auth/*.h qr/*.h)
 
@@ -37,9 +43,11 @@ $(BUILD)/libhegate.a: $(LIB_OBJ)
 $(BUILD)/hegate: $(BUILD)/obj/gateway/main.o $(BUILD)/libhegate.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhegate.a $(HDRS) $(wildcard tests/unit/*.h)
+$(UNIT_LIB_OBJ): $(UNIT_HDRS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_LIB_OBJ) $(BUILD)/libhegate.a $(HDRS) $(UNIT_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libhegate.a $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(BUILD)/libhegate.a $(LDLIBS) -lcmocka
 
 # unit: every cmocka binary, run from the repo root (they may read ../shared-like fixtures under tests/).
 unit: $(UNIT_BIN)

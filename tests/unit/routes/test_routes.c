@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_routes.c — route matching: longest prefix at '/' boundaries, methods, Allow.
+ * tests/unit/routes/test_routes.c — route matching: longest prefix at '/' boundaries, methods, Allow.
  */
 #include "tests/unit/unit.h"
 #include "routes/routes.h"

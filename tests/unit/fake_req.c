@@ -70,3 +70,17 @@ const char *fake_req_res_header(fake_req_t *f, const char *name, size_t *count)
         *count = n;
     return first;
 }
+
+h2o_mem_pool_t test_pool;
+
+int test_pool_setup(void **state)
+{
+    h2o_mem_init_pool(&test_pool);
+    return 0;
+}
+
+int test_pool_teardown(void **state)
+{
+    h2o_mem_clear_pool(&test_pool);
+    return 0;
+}

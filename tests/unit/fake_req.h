@@ -7,6 +7,7 @@
  * an output stream that records what the handler sends: h2o_send_inline() and h2o_send() work on it,
  * nothing else of h2o's request machinery does (no conn, no ctx). The gw_req_t inside points at it,
  * with request id "test-rid". fake_req_dispose() frees the pool and whatever was recorded.
+ * test_pool is a bare pool for tests of functions that take only an h2o_mem_pool_t.
  */
 #ifndef hegate_tests_fake_req_h
 #define hegate_tests_fake_req_h
@@ -33,5 +34,10 @@ void fake_req_add_header(fake_req_t *f, const char *name, const char *value);
 /* The value of response header NAME (lower case) as a NUL-terminated copy in the pool, or NULL;
  * *COUNT (if not NULL) receives how many response headers have that name. */
 const char *fake_req_res_header(fake_req_t *f, const char *name, size_t *count);
+
+/* A pool for tests that only need one: cmocka setup/teardown functions that init and clear it. */
+extern h2o_mem_pool_t test_pool;
+int test_pool_setup(void **state);
+int test_pool_teardown(void **state);
 
 #endif

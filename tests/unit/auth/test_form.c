@@ -10,11 +10,9 @@
 #include "auth/oauth.h"
 #include "tests/unit/fake_req.h"
 
-static h2o_mem_pool_t pool;
-
 static int parse(const char *text, auth_form_t *form)
 {
-    return auth_form_parse(&pool, text, strlen(text), form);
+    return auth_form_parse(&test_pool, text, strlen(text), form);
 }
 
 /* every input in TEXTS is refused */
@@ -25,18 +23,6 @@ static void assert_all_refused(const char *const *texts, size_t n)
         if (parse(texts[i], &form) != -1)
             fail_msg("accepted: \"%s\"", texts[i]);
     }
-}
-
-static int setup_pool(void **state)
-{
-    h2o_mem_init_pool(&pool);
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    h2o_mem_clear_pool(&pool);
-    return 0;
 }
 
 static void test_form_parse_decodes_pairs_in_order(void **state)
@@ -68,7 +54,7 @@ static void test_form_parse_empty_text_and_empty_values(void **state)
 {
     auth_form_t form;
     form.n = 99;
-    assert_int_equal(auth_form_parse(&pool, "", 0, &form), 0);
+    assert_int_equal(auth_form_parse(&test_pool, "", 0, &form), 0);
     assert_int_equal(form.n, 0);
     assert_int_equal(parse("state=&scope=openid", &form), 0); /* an empty value is a value */
     assert_string_equal(auth_form_get(&form, "state"), "");
@@ -148,9 +134,9 @@ static void test_form_parse_size_cap(void **state)
     memcpy(text, "a=", 2);
     memset(text + 2, 'x', AUTH_FORM_MAX_BYTES);
     auth_form_t form;
-    assert_int_equal(auth_form_parse(&pool, text, AUTH_FORM_MAX_BYTES, &form), 0);
+    assert_int_equal(auth_form_parse(&test_pool, text, AUTH_FORM_MAX_BYTES, &form), 0);
     assert_int_equal(form.p[0].value_len, AUTH_FORM_MAX_BYTES - 2);
-    assert_int_equal(auth_form_parse(&pool, text, AUTH_FORM_MAX_BYTES + 1, &form), -1);
+    assert_int_equal(auth_form_parse(&test_pool, text, AUTH_FORM_MAX_BYTES + 1, &form), -1);
     free(text);
 }
 
@@ -161,18 +147,18 @@ static void test_form_parse_pair_cap(void **state)
     for (int i = 0; i != AUTH_FORM_MAX_PARAMS; ++i)
         len += (size_t)sprintf(text + len, "%sp%d=%d", i == 0 ? "" : "&", i, i);
     auth_form_t form;
-    assert_int_equal(auth_form_parse(&pool, text, len, &form), 0);
+    assert_int_equal(auth_form_parse(&test_pool, text, len, &form), 0);
     assert_int_equal(form.n, AUTH_FORM_MAX_PARAMS);
     assert_string_equal(auth_form_get(&form, "p31"), "31");
     len += (size_t)sprintf(text + len, "&p%d=x", AUTH_FORM_MAX_PARAMS);
-    assert_int_equal(auth_form_parse(&pool, text, len, &form), -1);
+    assert_int_equal(auth_form_parse(&test_pool, text, len, &form), -1);
 }
 
 static void test_form_parse_reads_only_len_bytes(void **state)
 {
     auth_form_t form;
     const char text[] = "a=1&b=2";
-    assert_int_equal(auth_form_parse(&pool, text, 3, &form), 0);
+    assert_int_equal(auth_form_parse(&test_pool, text, 3, &form), 0);
     assert_int_equal(form.n, 1);
     assert_string_equal(auth_form_get(&form, "a"), "1");
     assert_null(auth_form_get(&form, "b"));
@@ -423,17 +409,18 @@ static void test_urlencode_truncates_inside_bufsz_at_escape_boundaries(void **st
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_form_parse_decodes_pairs_in_order, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_plus_is_space_and_escaped_plus_is_plus, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_empty_text_and_empty_values, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_refuses_empty_pieces, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_refuses_bad_escapes, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_refuses_duplicate_names, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_refuses_raw_and_escaped_controls, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_utf8, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_size_cap, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_pair_cap, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_form_parse_reads_only_len_bytes, setup_pool, teardown_pool),
+        cmocka_unit_test_setup_teardown(test_form_parse_decodes_pairs_in_order, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_plus_is_space_and_escaped_plus_is_plus, test_pool_setup,
+                                        test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_empty_text_and_empty_values, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_refuses_empty_pieces, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_refuses_bad_escapes, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_refuses_duplicate_names, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_refuses_raw_and_escaped_controls, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_utf8, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_size_cap, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_pair_cap, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_form_parse_reads_only_len_bytes, test_pool_setup, test_pool_teardown),
         cmocka_unit_test(test_form_content_type),
         cmocka_unit_test(test_basic_parse_well_formed),
         cmocka_unit_test(test_basic_parse_absent_or_other_scheme),

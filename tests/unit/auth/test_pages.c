@@ -14,20 +14,6 @@
 #define EVIL "<script>\"'&"
 #define EVIL_ESCAPED "&lt;script&gt;&quot;&#39;&amp;"
 
-static h2o_mem_pool_t pool;
-
-static int setup_pool(void **state)
-{
-    h2o_mem_init_pool(&pool);
-    return 0;
-}
-
-static int teardown_pool(void **state)
-{
-    h2o_mem_clear_pool(&pool);
-    return 0;
-}
-
 static char *text(h2o_iovec_t page)
 {
     assert_int_equal(strlen(page.base), page.len); /* NUL-terminated, no NUL inside */
@@ -98,7 +84,7 @@ static void assert_params_escaped_in_hidden_fields(const char *page)
 
 static void test_signin_escapes_every_value(void **state)
 {
-    char *page = text(auth_page_signin(&pool, &evil_params, EVIL "csrf", EVIL "error", EVIL "label"));
+    char *page = text(auth_page_signin(&test_pool, &evil_params, EVIL "csrf", EVIL "error", EVIL "label"));
     assert_safe_document(page);
     assert_null(strstr(page, EVIL));
     assert_params_escaped_in_hidden_fields(page);
@@ -111,7 +97,7 @@ static void test_consent_escapes_every_value_and_scope_word(void **state)
 {
     auth_authz_params_t p = evil_params;
     p.scope = "openid " EVIL "scope profile <b>bold</b>";
-    char *page = text(auth_page_consent(&pool, &p, EVIL "csrf", EVIL "label"));
+    char *page = text(auth_page_consent(&test_pool, &p, EVIL "csrf", EVIL "label"));
     assert_safe_document(page);
     assert_null(strstr(page, EVIL));
     assert_null(strstr(page, "<b>"));
@@ -131,7 +117,7 @@ static void test_consent_escapes_every_value_and_scope_word(void **state)
 
 static void test_error_page_escapes_title_and_message(void **state)
 {
-    char *page = text(auth_page_error(&pool, EVIL "title", EVIL "message"));
+    char *page = text(auth_page_error(&test_pool, EVIL "title", EVIL "message"));
     assert_safe_document(page);
     assert_null(strstr(page, EVIL));
     assert_count(page, "<title>" EVIL_ESCAPED "title</title>", 1);
@@ -145,7 +131,7 @@ static char *form_of(const char *page)
 {
     const char *a = strstr(page, "<form method=\"post\" action=\"/oauth2/authorize\">"), *b = a ? strstr(a, "</form>") : NULL;
     assert_non_null(b);
-    return h2o_strdup(&pool, a, (size_t)(b - a)).base;
+    return h2o_strdup(&test_pool, a, (size_t)(b - a)).base;
 }
 
 static void test_forms_carry_the_csrf_token_and_only_given_params(void **state)
@@ -157,8 +143,8 @@ static void test_forms_carry_the_csrf_token_and_only_given_params(void **state)
                                    .code_challenge = "E9Melhoa2Owv",
                                    .code_challenge_method = "S256"}; /* no state */
     const char *csrf = "Zm9vYmFyLWNzcmYtdG9rZW4";
-    char *signin = text(auth_page_signin(&pool, &p, csrf, NULL, "Partner")),
-         *consent = text(auth_page_consent(&pool, &p, csrf, "Partner"));
+    char *signin = text(auth_page_signin(&test_pool, &p, csrf, NULL, "Partner")),
+         *consent = text(auth_page_consent(&test_pool, &p, csrf, "Partner"));
     char *pages[] = {signin, consent};
     for (int i = 0; i != 2; ++i) {
         char *form = form_of(pages[i]);
@@ -184,7 +170,7 @@ static void test_large_values_survive_growth(void **state)
         memcpy(want + 5 * i, "&amp;", 5);
     want[25000] = '\0';
     auth_authz_params_t p = {.client_id = label, .state = label};
-    char *page = text(auth_page_signin(&pool, &p, label, label, label));
+    char *page = text(auth_page_signin(&test_pool, &p, label, label, label));
     assert_count(page, want, 5); /* the label, the error, and the client_id, state and csrf fields */
     free(label);
     free(want);
@@ -248,11 +234,11 @@ static void test_page_send_reasons_and_ratelimit_fields(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_signin_escapes_every_value, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_consent_escapes_every_value_and_scope_word, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_error_page_escapes_title_and_message, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_forms_carry_the_csrf_token_and_only_given_params, setup_pool, teardown_pool),
-        cmocka_unit_test_setup_teardown(test_large_values_survive_growth, setup_pool, teardown_pool),
+        cmocka_unit_test_setup_teardown(test_signin_escapes_every_value, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_consent_escapes_every_value_and_scope_word, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_error_page_escapes_title_and_message, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_forms_carry_the_csrf_token_and_only_given_params, test_pool_setup, test_pool_teardown),
+        cmocka_unit_test_setup_teardown(test_large_values_survive_growth, test_pool_setup, test_pool_teardown),
         cmocka_unit_test(test_page_send_headers_and_body),
         cmocka_unit_test(test_page_send_reasons_and_ratelimit_fields),
     };

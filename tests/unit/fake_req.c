@@ -24,10 +24,14 @@ static void record(h2o_ostream_t *os, h2o_req_t *req, h2o_iovec_t *bufs, size_t 
         ++f->finals;
 }
 
+/* h2o_create_filter numbers each filter's config slot in the global configuration: nothing else of it is read */
+static h2o_globalconf_t globalconf;
+
 void fake_req_init(fake_req_t *f, const char *method, const char *path)
 {
     memset(f, 0, sizeof(*f));
     h2o_mem_init_pool(&f->req.pool);
+    f->pathconf.global = &globalconf;
     f->req.pathconf = &f->pathconf;
     f->req._ostr_top = &f->ostream;
     f->ostream.do_send = record;
@@ -49,6 +53,10 @@ void fake_req_dispose(fake_req_t *f)
 {
     free(f->body);
     f->body = NULL;
+    /* filters registered on the path configuration (h2o_create_filter mallocs each and the list) */
+    for (size_t i = 0; i != f->pathconf.filters.size; ++i)
+        free(f->pathconf.filters.entries[i]);
+    free(f->pathconf.filters.entries);
     h2o_mem_clear_pool(&f->req.pool);
 }
 

@@ -6,7 +6,8 @@
  * query string, if any, marked as h2o marks it), with an empty path configuration (no filters) and
  * an output stream that records what the handler sends: h2o_send_inline() and h2o_send() work on it,
  * nothing else of h2o's request machinery does (no conn, no ctx). The gw_req_t inside points at it,
- * with request id "test-rid". fake_req_dispose() frees the pool and whatever was recorded.
+ * with request id "test-rid". Filters may be registered on f->pathconf (h2o_create_filter) before
+ * sending. fake_req_dispose() frees the pool, those filters and whatever was recorded.
  * test_pool is a bare pool for tests of functions that take only an h2o_mem_pool_t.
  */
 #ifndef hegate_tests_fake_req_h

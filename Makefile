@@ -1,6 +1,6 @@
 # hegate — build, run, test, benchmark.  `make run` and `make test` are the two entry points.
 # Every .c under gateway/ routes/ auth/ auth/http/ qr/ qr/http/ is compiled (gateway/main.c only into the binary);
-# every tests/unit/test_*.c becomes a cmocka test, every tests/fuzz/fuzz_*.c a libFuzzer target.
+# every tests/unit/<folder>/test_*.c becomes a cmocka test, every tests/fuzz/fuzz_*.c a libFuzzer target.
 
 CC       ?= cc
 BUILD    ?= build
@@ -16,8 +16,13 @@ CPPFLAGS += -DHEGATE_VERSION='"$(VERSION)"'
 
 LIB_SRC  := $(filter-out gateway/main.c,$(sort $(wildcard gateway/*.c routes/*.c auth/*.c auth/http/*.c qr/*.c qr/http/*.c crypto/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+# unit tests mirror the source folders: tests/unit/<folder>/test_*.c -> $(BUILD)/tests/<folder>/test_*;
+# the shared helpers (tests/unit/*.c, e.g. the redis harness) are compiled once and linked into each.
+UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_LIB_SRC := $(sort $(wildcard tests/unit/*.c))
+UNIT_LIB_OBJ := $(UNIT_LIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_HDRS := $(wildcard tests/unit/*.h)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 HDRS     := $(wildcard gateway/*.h routes/*.h auth/*.h auth/http/*.h qr/*.h qr/http/*.h crypto/*.h)
 
@@ -37,9 +42,11 @@ $(BUILD)/libhegate.a: $(LIB_OBJ)
 $(BUILD)/hegate: $(BUILD)/obj/gateway/main.o $(BUILD)/libhegate.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhegate.a $(HDRS) $(wildcard tests/unit/*.h)
+$(UNIT_LIB_OBJ): $(UNIT_HDRS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_LIB_OBJ) $(BUILD)/libhegate.a $(HDRS) $(UNIT_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libhegate.a $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(BUILD)/libhegate.a $(LDLIBS) -lcmocka
 
 # unit: every cmocka binary, run from the repo root (they may read ../shared-like fixtures under tests/).
 unit: $(UNIT_BIN)
@@ -88,7 +95,7 @@ bench: deps all
 	./bench/run.sh
 
 format:
-	clang-format -i $(LIB_SRC) gateway/main.c $(HDRS) $(UNIT_SRC) $(FUZZ_SRC)
+	clang-format -i $(LIB_SRC) gateway/main.c $(HDRS) $(UNIT_SRC) $(UNIT_LIB_SRC) $(UNIT_HDRS) $(FUZZ_SRC)
 
 clean:
 	rm -rf build build-asan build-fuzz

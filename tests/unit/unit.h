@@ -1,6 +1,7 @@
 /*
  * tests/unit/unit.h — what every cmocka unit test includes.
- * Each tests/unit/test_<module>.c is one binary (see the Makefile), run from the repo root.
+ * Each tests/unit/<folder>/test_<module>.c is one binary (see the Makefile), run from the repo root;
+ * the helper sources beside this header (redis_harness.c, ...) are linked into every one.
  */
 #ifndef hegate_tests_unit_h
 #define hegate_tests_unit_h

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_qr.c — HMT1 codes (SPEC §7.1/§7.2): bytes, text form, and the validity rule —
+ * tests/unit/qr/test_hmt1.c — HMT1 codes (SPEC §7.1/§7.2): bytes, text form, and the validity rule —
  * every reason provoked on purpose, the SPEC's order of reasons, replay and the seen-set.
  *
  * Keys are made fresh per run; the clock is the constant NOW, never the machine's.

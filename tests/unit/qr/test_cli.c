@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_qr_cli.c — `hegate qr keygen-device|make|verify` end to end, in process:
+ * tests/unit/qr/test_cli.c — `hegate qr keygen-device|make|verify` end to end, in process:
  * qr_cli_main is called with the argv gateway/main.c passes ({"qr", "verify", ...}), stdout is
  * captured, and the files are the ones an operator would have (trust JWS, JWKS, PEM keys).
  */

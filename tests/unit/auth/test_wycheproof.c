@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_auth_wycheproof.c — Project Wycheproof's JSON Web Signature vectors
+ * tests/unit/auth/test_wycheproof.c — Project Wycheproof's JSON Web Signature vectors
  * (tests/testdata/wycheproof/json_web_signature_test.json, Apache 2.0) against auth/'s low-level
  * JWS check, alg pinned to ES256 (auth_jws_verify_es256, which the full verifier also uses).
  *

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_crypto.c — crypto/ alone: strict base64url (RFC 4648 vectors, one spelling per
+ * tests/unit/crypto/test_crypto.c — crypto/ alone: strict base64url (RFC 4648 vectors, one spelling per
  * value), SHA-256 (FIPS 180-2 "abc"), P-256 keys (points, PEM, SPKI hash, save) and ES256 (sign →
  * verify, tampering, r/s ranges, high S, RFC 7515 A.3). The callers' policies on top (HMT1 low-S,
  * JOSE) are tested with their folders: test_qr_ecdsa.c, test_auth_wycheproof.c.

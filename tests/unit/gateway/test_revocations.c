@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_revocations.c — gateway/revocations.c, the process's deny set (without the
+ * tests/unit/gateway/test_revocations.c — gateway/revocations.c, the process's deny set (without the
  * subscriber): sid and jti members, expiry, and the memo a cached token keeps so that asking again
  * costs one atomic read until anything is revoked — after which the very next check sees it.
  */

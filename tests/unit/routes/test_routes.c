@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_routes.c — the match table: longest prefix at '/' boundaries, exact and below-only
+ * tests/unit/routes/test_routes.c — the match table: longest prefix at '/' boundaries, exact and below-only
  * entries (the gateway's own endpoint families), methods, and the Allow list the pipeline writes.
  */
 #include "tests/unit/unit.h"

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_ratelimit.c — the pure parts of rate limiting: GCRA arithmetic (burst, steady
+ * tests/unit/gateway/test_ratelimit.c — the pure parts of rate limiting: GCRA arithmetic (burst, steady
  * rate, honest Retry-After, clock edges, overflow), the cluster slot function, store keys, the
  * draft-11 header values, and the store-down modes of the runtime (no Redis needed for those).
  */

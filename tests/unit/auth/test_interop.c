@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_auth_interop.c — our tokens against an independent implementation, PyJWT 2 on
+ * tests/unit/auth/test_interop.c — our tokens against an independent implementation, PyJWT 2 on
  * pyca/cryptography (Debian's python3-jwt, run as `/usr/bin/python3 -c SCRIPT`), both ways:
  *
  *   ours → PyJWT: `hegate keys generate/rotate` into a temp folder, tokens signed by both keys, our

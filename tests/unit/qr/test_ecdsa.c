@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_qr_ecdsa.c — P-256 keys and ECDSA: every Wycheproof P1363 vector, low-S policy,
+ * tests/unit/qr/test_ecdsa.c — P-256 keys and ECDSA: every Wycheproof P1363 vector, low-S policy,
  * SEC1 points, PEM files, key ids (checked against OpenSSL's own DER SubjectPublicKeyInfo).
  *
  * Vectors come from tests/testdata/wycheproof/ (a copy of the public Wycheproof files), or from

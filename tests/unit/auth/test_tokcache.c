@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_auth_tokcache.c — auth/tokcache.c, the per-thread cache of verified tokens:
+ * tests/unit/auth/test_tokcache.c — auth/tokcache.c, the per-thread cache of verified tokens:
  * a hit skips verification, entries die at exp + leeway (or the key's retirement), capacity is a
  * hard bound with CLOCK eviction, only identical bytes hit (a high-S twin or one changed byte is a
  * miss), a verdict answers only for the verifier that gave it (reload), and revocation is asked

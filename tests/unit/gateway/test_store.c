@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_store.c — the store against real redis-server processes on loopback: round trips,
+ * tests/unit/gateway/test_store.c — the store against real redis-server processes on loopback: round trips,
  * pipelining order, cancel, deadlines under SIGSTOP, kill and restart, unix sockets and SELECT, the
  * Lua GCRA against the pure function, two "nodes" sharing one budget exactly, store-down modes and
  * recovery, a 3-master (+3 replicas) Redis Cluster (routing, MOVED, ASK, failover), and a round-trip

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_conf.c — the configuration loader (SPEC §2): the SPEC's own example and a file
+ * tests/unit/gateway/test_conf.c — the configuration loader (SPEC §2): the SPEC's own example and a file
  * with every key away from its default (each value checked), the defaults, size and duration
  * parsing, each kind of mistake with its exact "FILE:LINE: message", unknown keys at every level,
  * many errors collected in one run, relative paths, and files that are not YAML at all.

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_qr_base45.c — Base45 (RFC 9285 vectors and refusals) and strict base64url.
+ * tests/unit/qr/test_base45.c — Base45 (RFC 9285 vectors and refusals) and strict base64url.
  */
 #include "tests/unit/unit.h"
 #include "qr/qr.h"

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_auth_keys.c — auth/keys.c: `hegate keys generate|rotate|list|jwks` (folders,
+ * tests/unit/auth/test_keys.c — auth/keys.c: `hegate keys generate|rotate|list|jwks` (folders,
  * modes, names, kid = base64url(SHA-256(SPKI)[0..8]) recomputed here independently), the loading
  * rules (refused files, newest signs, retirement after a grace period), the JWKS we publish, and
  * the JWKS / JWK import rules for trusted issuers.

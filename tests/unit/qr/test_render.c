@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_qr_render.c — QR symbols of the HMT1 text: version 10 at error correction M
+ * tests/unit/qr/test_render.c — QR symbols of the HMT1 text: version 10 at error correction M
  * (read back from the symbol's own format bits), PNG decoded by zbarimg to exactly the text,
  * PNG/SVG geometry (scale, 4-module quiet zone), and buffers that are too small.
  */

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_hygiene.c — header hygiene (SPEC §3): untrusted identity and forwarding
+ * tests/unit/gateway/test_hygiene.c — header hygiene (SPEC §3): untrusted identity and forwarding
  * headers are removed, everything else is kept in order; request-id validation; head size.
  */
 #include "tests/unit/unit.h"

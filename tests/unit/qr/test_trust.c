@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_qr_trust.c — the trust list's compact JWS (SPEC §7.3), JWKS, and JWS strictness:
+ * tests/unit/qr/test_trust.c — the trust list's compact JWS (SPEC §7.3), JWKS, and JWS strictness:
  * build → sign → parse round trips, every refusal on purpose, RFC 7515 A.3, and every Wycheproof
  * JSON Web Signature vector (tests/testdata/wycheproof or $HEGATE_TESTDATA/wycheproof).
  */

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_auth_jwt.c — the strict token verifier (auth/jwt.c) and its building blocks:
+ * tests/unit/auth/test_jwt.c — the strict token verifier (auth/jwt.c) and its building blocks:
  * strict base64url, the bounded JSON parser, signing, and one test per way a token can be wrong,
  * each asserting the exact reason (SPEC §6): alg none / HS256 key confusion / unknown kid / bad
  * time claims at the leeway's edges / iss / aud / typ / form / length / foreign key / high-S /

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_store_redirect.c — gw_store_parse_redirect(), the one parser of Redis Cluster MOVED and
+ * tests/unit/gateway/test_store_redirect.c — gw_store_parse_redirect(), the one parser of Redis Cluster MOVED and
  * ASK replies (the store on the event loop and `hegate user add` both use it). Pure: no Redis needed.
  */
 #include "tests/unit/unit.h"

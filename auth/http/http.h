@@ -4,8 +4,13 @@
  * gateway's interface (gateway/gateway.h). This folder is the only part of auth/ that knows the
  * gateway; main.c registers its families. What its files share privately is in internal.h.
  *
- *   oauth.c      the /oauth2 family: token, revoke, introspect, userinfo, logout, logout-all
+ *   oauth.c      the /oauth2 family: its endpoint table, and the helpers its files share
  *   authorize.c  /oauth2/authorize: sign-in, sessions (cookie hegate_sid), consent, codes
+ *   token.c      /oauth2/token: the grants, and the minting of access tokens
+ *   introspect.c /oauth2/revoke (RFC 7009) and /oauth2/introspect (RFC 7662)
+ *   session.c    /oauth2/userinfo, /oauth2/logout, /oauth2/logout-all
+ *   client.c     client authentication of token, revoke and introspect; checks off the loop (KDF)
+ *   scripts.c    the Lua scripts (every state change in Redis is one of them)
  *   wellknown.c  the /.well-known family: discovery and JWKS
  *   form.c       strict application/x-www-form-urlencoded and query parsing, HTTP Basic, cookies
  *   pages.c      the HTML sign-in, consent and error pages (every value escaped)

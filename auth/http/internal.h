@@ -1,6 +1,8 @@
 /*
  * auth/http/internal.h — what the files of auth/http/ share and nobody else may use:
- * the Redis key layout, the Lua scripts, the per-request async state, and answer helpers.
+ * the Redis key layout, the Lua scripts, client authentication and its per-request state, token
+ * issuance, the endpoint handlers of the /oauth2 table, and answer helpers. Sections are named after
+ * the file that implements them.
  *
  * Redis keys (one hash tag {id}: every script touches one cluster slot):
  *   hegate:{id}:user:<sub>        hash: sub, pw (scrypt), phone_idx, name_masked, phone_masked,
@@ -14,7 +16,7 @@
  *                                  (kept 10 min once used, to recognise a replay)
  *   hegate:{id}:rt:<sha256>       refresh token: fam, sub, sid, cid, scope, acr, used, exp; TTL refresh_ttl
  *                                  (exp: unix seconds on the issuing gateway's clock, checked against the
- *                                  calling gateway's clock beside the TTL: see LUA_EXPIRED in oauth.c)
+ *                                  calling gateway's clock beside the TTL: see LUA_EXPIRED in scripts.c)
  *   hegate:{id}:famrev:<fam>      a revoked refresh-token family
  *   hegate:{id}:revocations       sorted set "sid:<sid>" / "jti:<jti>" → expiry (+ PUBLISH, see
  *                                  gateway/revocations.h)
@@ -40,15 +42,74 @@
 #define AUTH_COOKIE_SESSION "hegate_sid"
 #define AUTH_COOKIE_PRE "hegate_pre"
 
+/* ---- scripts.c ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    gw_store_script_t login_lookup, login_fail, session_create, code_create, code_redeem, rt_rotate, rt_revoke, revoke, logout,
+        logout_all, consent_save, rt_info;
+} auth_scripts_t;
+/* the scripts, hashed at the first call (any thread) */
+const auth_scripts_t *auth_scripts(void);
+
+/* ---- client.c ----------------------------------------------------------------------------------- */
+
+/* The /oauth2 family's per-thread state (the KDF port, the cache of client secrets that passed);
+ * oauth.c's family table names it, gw_family_thread_data() hands it back. */
+void *auth_oauth_thread_init(gw_thread_t *thread);
+
 /* Queues a KDF check for the task's request (its result comes back on the request's thread: CB with
  * the auth_kdf_verify result); 0, or -1 when the pool is full (nothing will be called). */
 int auth_task_kdf(gw_task_t *t, const char *hash, const char *pw, size_t len, gw_task_job_cb cb);
 
-typedef struct {
-    gw_store_script_t login_lookup, login_fail, session_create, code_create, code_redeem, rt_rotate, rt_revoke, revoke, logout,
-        logout_all, consent_save;
-} auth_scripts_t;
-const auth_scripts_t *auth_scripts(void);
+typedef struct auth_cauth auth_cauth_t;
+typedef void (*auth_cauth_cb)(gw_task_t *o, const gw_client_conf_t *client);
+
+/* A request of an authenticated client (the task's ctx once auth_client_authenticate has run). */
+struct auth_cauth {
+    auth_form_t form;
+    const gw_client_conf_t *client;
+    auth_cauth_cb next;
+    uint8_t digest[32];
+    /* endpoint state */
+    char jti[32], fam[32], rt[64], rt_hash[65], new_rt_hash[65];
+    const char *grant;
+};
+
+/* Parses the form and authenticates the client (Basic for confidential clients, client_id in the body
+ * for public ones unless CONFIDENTIAL_ONLY), then calls NEXT. Answers errors itself. */
+void auth_client_authenticate(gw_task_t *o, int confidential_only, auth_cauth_cb next);
+
+/* ---- token.c ------------------------------------------------------------------------------------ */
+
+/* POST /oauth2/token */
+void auth_token_handle(gw_req_t *greq);
+
+/* Issues an access token for the given claims on GEN's newest token key. malloc'd, or NULL. JTI_OUT
+ * (≥ 32 bytes) receives the jti. */
+char *auth_issue_access_token(const gw_gen_t *gen, const char *sub, const char *client_id, const char *scope, const char *sid,
+                              const char *acr, char *jti_out, int64_t *exp_out);
+/* counts one issued token (hegate_tokens_issued_total{grant}) */
+void auth_count_issued(gw_thread_t *thread, const char *grant);
+
+/* ---- introspect.c ------------------------------------------------------------------------------- */
+
+/* POST /oauth2/revoke (RFC 7009) and POST /oauth2/introspect (RFC 7662) */
+void auth_revoke_handle(gw_req_t *greq);
+void auth_introspect_handle(gw_req_t *greq);
+
+/* ---- session.c ---------------------------------------------------------------------------------- */
+
+/* /oauth2/userinfo, /oauth2/logout, /oauth2/logout-all (the pipeline has checked the bearer token) */
+void auth_userinfo_handle(gw_req_t *greq);
+void auth_logout_handle(gw_req_t *greq);
+void auth_logout_all_handle(gw_req_t *greq);
+
+/* ---- authorize.c -------------------------------------------------------------------------------- */
+
+/* "<sid>.<secret>" of the hegate_sid cookie, split and checked for shape; 0 or -1 */
+int auth_session_cookie_split(h2o_mem_pool_t *pool, const char *cookie, const char **sid, const char **secret);
+
+/* ---- oauth.c: small shared helpers -------------------------------------------------------------- */
 
 /* the process-wide data key of CONF's keys.dir (created if absent); NULL if it cannot be had */
 const uint8_t *auth_service_data_key(const gw_conf_t *conf); /* auth_data_key of CONF's keys.dir; logs a failure */
@@ -60,19 +121,16 @@ int auth_scope_subset_str(const char *scope, const char *allowed);
 
 /* answers (beside gateway.h's JSON and error answers) */
 void auth_send_no_content(gw_req_t *greq);
+/* sends DOC as compact JSON with STATUS (or a 500 server_error if it cannot be printed); takes DOC */
+void auth_send_json_doc(gw_req_t *greq, int status, json_t *doc);
+/* the answer of authorization_code issuance (authorize.c) is a redirect: */
+void auth_redirect(gw_req_t *greq, const char *location);
+
+/* a store callback for fire-and-forget commands */
+void auth_ignore_reply(void *data, const redisReply *reply, const char *err);
 
 /* Revokes MEMBERS ("sid:x" / "jti:x") until EXPS: locally at once, then in Redis + PUBLISH (fire and
  * forget on the caller's thread store). */
 void auth_revoke_members(gw_thread_t *thread, const char *const *members, const int64_t *exps, size_t n);
-
-/* Issues an access token for the given claims on GEN's newest token key. malloc'd, or NULL. JTI_OUT
- * (≥ 32 bytes) receives the jti. */
-char *auth_issue_access_token(const gw_gen_t *gen, const char *sub, const char *client_id, const char *scope, const char *sid,
-                              const char *acr, char *jti_out, int64_t *exp_out);
-/* counts one issued token (hegate_tokens_issued_total{grant}) */
-void auth_count_issued(gw_thread_t *thread, const char *grant);
-
-/* the answer of authorization_code issuance (authorize.c) is a redirect: */
-void auth_redirect(gw_req_t *greq, const char *location);
 
 #endif

@@ -1,0 +1,290 @@
+/*
+ * auth/http/token.c — POST /oauth2/token (SPEC §6, RFC 6749 §3.2): authorization_code with PKCE
+ * S256, refresh_token with rotation and reuse detection (a reused token revokes its family and its
+ * session), client_credentials; and the minting of access tokens (auth_issue_access_token,
+ * auth_count_issued), which authorize.c shares.
+ *
+ * Called by oauth.c's family table (auth_token_handle), after client.c has authenticated the client.
+ * Every state change is one Lua script of scripts.c. It never logs and never answers with anything
+ * but the tokens it issues or a fixed OAuth error text.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include "auth/http/internal.h"
+#include "crypto/crypto.h"
+
+/* ---- token issuance (also authorize.c's) ------------------------------------------------------------- */
+
+char *auth_issue_access_token(const gw_gen_t *gen, const char *sub, const char *client_id, const char *scope, const char *sid,
+                              const char *acr, char *jti, int64_t *exp_out)
+{
+    const gw_conf_t *conf = gen->conf;
+    const auth_key_t *key = gen->token_keys != NULL ? auth_keyset_signer(gen->token_keys) : NULL;
+    if (key == NULL)
+        return NULL;
+    int64_t now = (int64_t)time(NULL), exp = now + (int64_t)(conf->tokens.access_ttl_ms / 1000);
+    if (jti[0] == '\0')
+        auth_random_b64url(jti, 16);
+    json_t *c = json_object();
+    json_object_set_new(c, "iss", json_string(conf->issuer));
+    json_object_set_new(c, "sub", json_string(sub));
+    json_object_set_new(c, "aud", json_string(conf->tokens.audience));
+    json_object_set_new(c, "client_id", json_string(client_id));
+    json_object_set_new(c, "scope", json_string(scope));
+    json_object_set_new(c, "iat", json_integer(now));
+    json_object_set_new(c, "exp", json_integer(exp));
+    json_object_set_new(c, "jti", json_string(jti));
+    if (sid != NULL && sid[0] != '\0')
+        json_object_set_new(c, "sid", json_string(sid));
+    json_object_set_new(c, "acr", json_string(acr));
+    char *tok = auth_jwt_sign(key, c);
+    json_decref(c);
+    *exp_out = exp;
+    return tok;
+}
+
+static unsigned grant_slots[3];
+static pthread_once_t grant_slots_once = PTHREAD_ONCE_INIT;
+static void grant_slots_init(void)
+{
+    grant_slots[0] = gw_metrics_label_slot(GW_MF_TOKENS_ISSUED, "authorization_code");
+    grant_slots[1] = gw_metrics_label_slot(GW_MF_TOKENS_ISSUED, "refresh_token");
+    grant_slots[2] = gw_metrics_label_slot(GW_MF_TOKENS_ISSUED, "client_credentials");
+}
+
+void auth_count_issued(gw_thread_t *thread, const char *grant)
+{
+    pthread_once(&grant_slots_once, grant_slots_init);
+    unsigned i = strcmp(grant, "authorization_code") == 0 ? 0 : strcmp(grant, "refresh_token") == 0 ? 1 : 2;
+    gw_metrics_count(thread->metrics, GW_MF_TOKENS_ISSUED, grant_slots[i]);
+}
+
+/* ---- /oauth2/token -------------------------------------------------------------------------------------- */
+
+static void send_tokens(gw_task_t *o, const char *grant, const char *sub, const char *sid, const char *scope, const char *acr,
+                        const char *refresh)
+{
+    auth_cauth_t *c = o->ctx;
+    int64_t exp;
+    char *at = auth_issue_access_token(o->greq->gen, sub, c->client->id, scope, sid, acr, c->jti, &exp);
+    if (at == NULL) {
+        gw_oauth_error(o->greq, 503, "temporarily_unavailable", "no signing key is loaded");
+        return;
+    }
+    json_t *doc = json_object();
+    json_object_set_new(doc, "access_token", json_string(at));
+    json_object_set_new(doc, "token_type", json_string("Bearer"));
+    json_object_set_new(doc, "expires_in", json_integer((json_int_t)(o->greq->gen->conf->tokens.access_ttl_ms / 1000)));
+    json_object_set_new(doc, "scope", json_string(scope));
+    if (refresh != NULL)
+        json_object_set_new(doc, "refresh_token", json_string(refresh));
+    OPENSSL_cleanse(at, strlen(at));
+    free(at);
+    auth_count_issued(o->greq->thread, grant);
+    auth_send_json_doc(o->greq, 200, doc);
+}
+
+static void on_code_redeemed(gw_task_t *o, const redisReply *reply, const char *err)
+{
+    auth_cauth_t *c = o->ctx;
+    if (gw_task_store_failed(o, reply, err))
+        return;
+    const char *status = gw_reply_str(reply, 0);
+    if (strcmp(status, "ok") == 0) {
+        send_tokens(o, "authorization_code", gw_reply_str(reply, 1), gw_reply_str(reply, 2), gw_reply_str(reply, 3),
+                    gw_reply_str(reply, 4), c->rt[0] != '\0' ? c->rt : NULL);
+        return;
+    }
+    if (strcmp(status, "used") == 0) {
+        /* a replayed code: what it issued dies (its refresh family and its access token) */
+        const gw_conf_t *conf = o->greq->gen->conf;
+        int64_t now = (int64_t)time(NULL);
+        char fam_key[128], ttl[24], jti_m[160];
+        if (gw_reply_str(reply, 1)[0] != '\0' && o->greq->thread->store != NULL) {
+            snprintf(fam_key, sizeof(fam_key), AUTH_RK "famrev:%s", gw_reply_str(reply, 1));
+            snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000 + 1));
+            const char *argv[] = {"SET", fam_key, "1", "EX", ttl};
+            gw_store_command(o->greq->thread->store, auth_ignore_reply, NULL, 1, 5, argv, NULL);
+        }
+        if (gw_reply_str(reply, 2)[0] != '\0') {
+            snprintf(jti_m, sizeof(jti_m), "jti:%s", gw_reply_str(reply, 2));
+            const char *m[] = {jti_m};
+            int64_t e[] = {now + (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY};
+            auth_revoke_members(o->greq->thread, m, e, 1);
+        }
+        gw_oauth_error(o->greq, 400, "invalid_grant", "the authorization code was used already");
+        return;
+    }
+    if (strcmp(status, "pkce") == 0) {
+        gw_oauth_error(o->greq, 400, "invalid_grant", "PKCE verification failed");
+        return;
+    }
+    gw_oauth_error(o->greq, 400, "invalid_grant", "the authorization code is invalid, expired or not yours");
+}
+
+static int is_unreserved(const char *s, size_t min, size_t max)
+{
+    size_t l = strlen(s);
+    if (l < min || l > max)
+        return 0;
+    for (; *s != '\0'; ++s)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' ||
+              *s == '_' || *s == '~'))
+            return 0;
+    return 1;
+}
+
+static void grant_authorization_code(gw_task_t *o)
+{
+    auth_cauth_t *c = o->ctx;
+    const gw_conf_t *conf = o->greq->gen->conf;
+    const char *code = auth_form_get(&c->form, "code"), *ru = auth_form_get(&c->form, "redirect_uri"),
+               *verifier = auth_form_get(&c->form, "code_verifier");
+    if (code == NULL || ru == NULL || strlen(code) > 256 || strlen(ru) > 2048) {
+        gw_oauth_error(o->greq, 400, "invalid_request", "code and redirect_uri are required");
+        return;
+    }
+    if (verifier == NULL || !is_unreserved(verifier, 43, 128)) {
+        gw_oauth_error(o->greq, 400, "invalid_grant", "a PKCE code_verifier (43-128 characters) is required");
+        return;
+    }
+    uint8_t md[32];
+    unsigned mdlen = 32;
+    char challenge[CRYPTO_B64URL_LEN(32) + 1], code_key[128], rt_key[128], rt_ttl[24], keep[8] = "600";
+    EVP_Digest(verifier, strlen(verifier), md, &mdlen, EVP_sha256(), NULL);
+    crypto_b64url_encode(challenge, md, 32);
+    char code_hash[65];
+    auth_sha256_hex(code, strlen(code), code_hash);
+    snprintf(code_key, sizeof(code_key), AUTH_RK_CODE "%s", code_hash);
+    int with_refresh = auth_strlist_has(&c->client->grants, "refresh_token");
+    auth_random_b64url(c->jti, 16);
+    auth_random_b64url(c->fam, 16);
+    if (with_refresh) {
+        auth_random_b64url(c->rt, 32);
+        auth_sha256_hex(c->rt, strlen(c->rt), c->new_rt_hash);
+    }
+    snprintf(rt_key, sizeof(rt_key), AUTH_RK_RT "%s", with_refresh ? c->new_rt_hash : "-");
+    snprintf(rt_ttl, sizeof(rt_ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000));
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    const char *args[] = {
+        code_key, rt_key, c->client->id, ru, challenge, c->fam, c->jti, rt_ttl, AUTH_RK, keep, with_refresh ? "1" : "0", now};
+    gw_task_eval(o, &auth_scripts()->code_redeem, on_code_redeemed, 2, 12, args, NULL);
+}
+
+static void on_rt_rotated(gw_task_t *o, const redisReply *reply, const char *err)
+{
+    auth_cauth_t *c = o->ctx;
+    if (gw_task_store_failed(o, reply, err))
+        return;
+    const char *status = gw_reply_str(reply, 0);
+    if (strcmp(status, "ok") == 0) {
+        send_tokens(o, "refresh_token", gw_reply_str(reply, 1), gw_reply_str(reply, 2), gw_reply_str(reply, 3),
+                    gw_reply_str(reply, 4), c->rt);
+        return;
+    }
+    if (strcmp(status, "reused") == 0) {
+        /* the script revoked the family and the session in Redis (and published it); count it here at once */
+        const gw_conf_t *conf = o->greq->gen->conf;
+        if (gw_reply_str(reply, 1)[0] != '\0') {
+            char m[160];
+            snprintf(m, sizeof(m), "sid:%s", gw_reply_str(reply, 1));
+            gw_revocations_add(m, strlen(m), (int64_t)time(NULL) + (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
+        }
+        gw_oauth_error(o->greq, 400, "invalid_grant", "the refresh token was used already; its session is revoked");
+        return;
+    }
+    if (strcmp(status, "scope") == 0) {
+        gw_oauth_error(o->greq, 400, "invalid_scope", "the requested scope exceeds the original grant");
+        return;
+    }
+    gw_oauth_error(o->greq, 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+}
+
+static void grant_refresh_token(gw_task_t *o)
+{
+    auth_cauth_t *c = o->ctx;
+    const gw_conf_t *conf = o->greq->gen->conf;
+    const char *rt = auth_form_get(&c->form, "refresh_token"), *scope = auth_form_get(&c->form, "scope");
+    if (rt == NULL || strlen(rt) > 256) {
+        gw_oauth_error(o->greq, 400, "invalid_request", "refresh_token is required");
+        return;
+    }
+    if (scope != NULL && !auth_scope_subset(scope, &c->client->scopes)) {
+        gw_oauth_error(o->greq, 400, "invalid_scope", "the requested scope is not allowed");
+        return;
+    }
+    char old_key[128], new_key[128], fam_ttl[24], rt_ttl[24], revexp[24], now[24];
+    auth_sha256_hex(rt, strlen(rt), c->rt_hash);
+    auth_random_b64url(c->rt, 32);
+    auth_sha256_hex(c->rt, strlen(c->rt), c->new_rt_hash);
+    snprintf(old_key, sizeof(old_key), AUTH_RK_RT "%s", c->rt_hash);
+    snprintf(new_key, sizeof(new_key), AUTH_RK_RT "%s", c->new_rt_hash);
+    snprintf(fam_ttl, sizeof(fam_ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000 + 1));
+    snprintf(rt_ttl, sizeof(rt_ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000));
+    snprintf(revexp, sizeof(revexp), "%lld", (long long)time(NULL) + (long long)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    c->jti[0] = '\0';
+    const char *args[] = {
+        old_key, new_key, c->client->id, AUTH_RK, fam_ttl, rt_ttl, "0", revexp, GW_REVOCATIONS_CHANNEL, scope != NULL ? scope : "",
+        now};
+    gw_task_eval(o, &auth_scripts()->rt_rotate, on_rt_rotated, 2, 11, args, NULL);
+}
+
+static void grant_client_credentials(gw_task_t *o)
+{
+    auth_cauth_t *c = o->ctx;
+    const char *scope = auth_form_get(&c->form, "scope");
+    char all[1024] = "";
+    if (scope == NULL) {
+        for (size_t i = 0; i != c->client->scopes.n; ++i) {
+            if (strlen(all) + strlen(c->client->scopes.v[i]) + 2 >= sizeof(all))
+                break;
+            if (i != 0)
+                strcat(all, " ");
+            strcat(all, c->client->scopes.v[i]);
+        }
+        scope = all;
+    } else if (!auth_scope_subset(scope, &c->client->scopes)) {
+        gw_oauth_error(o->greq, 400, "invalid_scope", "the requested scope is not allowed for this client");
+        return;
+    }
+    c->jti[0] = '\0';
+    send_tokens(o, "client_credentials", c->client->id, NULL, scope, "0", NULL);
+}
+
+static void token_after_auth(gw_task_t *o, const gw_client_conf_t *client)
+{
+    auth_cauth_t *c = o->ctx;
+    const char *grant = auth_form_get(&c->form, "grant_type");
+    if (grant == NULL) {
+        gw_oauth_error(o->greq, 400, "invalid_request", "grant_type is required");
+        return;
+    }
+    if (strcmp(grant, "authorization_code") != 0 && strcmp(grant, "refresh_token") != 0 &&
+        strcmp(grant, "client_credentials") != 0) {
+        gw_oauth_error(o->greq, 400, "unsupported_grant_type", "the grant type is not supported");
+        return;
+    }
+    if (!auth_strlist_has(&client->grants, grant)) {
+        gw_oauth_error(o->greq, 400, "unauthorized_client", "this client may not use this grant type");
+        return;
+    }
+    c->grant = grant;
+    if (strcmp(grant, "authorization_code") == 0)
+        grant_authorization_code(o);
+    else if (strcmp(grant, "refresh_token") == 0)
+        grant_refresh_token(o);
+    else
+        grant_client_credentials(o);
+}
+
+void auth_token_handle(gw_req_t *greq)
+{
+    auth_client_authenticate(gw_task_new(greq), 0, token_after_auth);
+}

@@ -1,5 +1,5 @@
 /*
- * auth/authorize.c — GET/POST /oauth2/authorize (SPEC §6): validate the authorization request
+ * auth/http/authorize.c — GET/POST /oauth2/authorize (SPEC §6): validate the authorization request
  * (known client, exact redirect_uri, response_type code, PKCE S256 required, scopes allowed), then
  * the browser's sign-in session (cookie hegate_sid backed by Redis; sign in once for every client),
  * the sign-in form (phone + password, CSRF token bound to the pre-auth cookie hegate_pre, lockout
@@ -7,7 +7,7 @@
  * form for third-party clients (remembered per user and client), and finally a single-use code
  * (≤ 60 s, bound to client, redirect_uri and code_challenge) in a 302 to redirect_uri.
  *
- * Called by oauth.c's dispatch. Errors before the redirect_uri is trusted are HTML pages, never
+ * The /oauth2 family's authorize endpoint (oauth.c's table; the pipeline calls it). Errors before the redirect_uri is trusted are HTML pages, never
  * redirects; later ones go back to the client as error=... Nothing here logs.
  */
 #include <pthread.h>

@@ -1,9 +1,9 @@
 /*
- * auth/form.c — the parsers of the identity service's inputs: application/x-www-form-urlencoded
+ * auth/http/form.c — the parsers of the identity service's inputs: application/x-www-form-urlencoded
  * bodies and query strings (strict: bounded, valid escapes, valid UTF-8, no duplicates), HTTP Basic
  * client credentials (RFC 6749 §2.3.1) and cookies.
  *
- * Called by oauth.c and authorize.c for every request they answer. Every parser says "no" to
+ * Called by the /oauth2 handlers (token.c, introspect.c, session.c, authorize.c) for every request they answer. Every parser says "no" to
  * anything unexpected rather than guessing; nothing is logged and nothing allocates outside the
  * request's pool.
  */

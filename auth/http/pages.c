@@ -1,5 +1,5 @@
 /*
- * auth/pages.c — the HTML of the sign-in service: sign-in, consent and error pages. Plain,
+ * auth/http/pages.c — the HTML of the sign-in service: sign-in, consent and error pages. Plain,
  * accessible (labels, lang, one column, large targets), mobile-first, no script, no external
  * resources; every value from a request or the config is HTML-escaped, and pages carry headers that
  * forbid framing, sniffing, caching and referrers.

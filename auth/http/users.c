@@ -1,5 +1,5 @@
 /*
- * auth/users.c — residents and client secrets from the command line (SPEC §1):
+ * auth/http/users.c — residents and client secrets from the command line (SPEC §1):
  *   hegate user add -c FILE --phone P --name N --id-number ID [--card KIND:NUMBER]... --password-stdin
  *   hegate client hash-secret            (secret on stdin, the scrypt hash for `secret_hash` on stdout)
  * and the masking rules userinfo shows ("张*", "138****0000").

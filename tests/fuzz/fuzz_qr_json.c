@@ -1,6 +1,6 @@
 /*
  * tests/fuzz/fuzz_qr_json.c — libFuzzer target for the /qr/v1 endpoints' request bodies as
- * qr/endpoints.c parses them (qr_body_parse: codes, credentials, verify, redeem). The first byte picks
+ * qr/http/body.c parses them (qr_body_parse: codes, credentials, verify, redeem). The first byte picks
  * the endpoint, the rest is the body. Any bytes end in a parse or a refusal, never in a crash, a hang
  * or a leak; what a successful parse promises is checked.
  */

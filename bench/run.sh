@@ -151,10 +151,28 @@ start_hegatebase() {
     bench_note "The @base rows: $HEGATE_BASE_BIN ($("$HEGATE_BASE_BIN" --version 2>&1 | head -1)), same configuration."
   else HEGATEBASE_WHY="$HEGATE_BASE_BIN did not start"; fi
 }
+# The same build with its revocation subscription down while the store answers (issue 16: token checks
+# then ask the store, once a second per token and thread): a Redis user that may not SUBSCRIBE.
+start_hegatenosub() {
+  HEGATENOSUB_OK=0; HEGATENOSUB_WHY="the build under test or Redis did not start"
+  [ "$HEGATE_OK" = 1 ] && [ "$REDIS_OK" = 1 ] || return 0
+  if ! redis-cli -p "$REDIS_PORT" ACL SETUSER nosub on '>bench-nosub' '~*' '&*' '+@all' -subscribe -psubscribe > /dev/null 2>&1; then
+    HEGATENOSUB_WHY="redis-cli ACL SETUSER failed"; return 0
+  fi
+  local p=$HEGATE_PORT tp=$HEGATE_TLS_PORT ap=$HEGATE_ADMIN_PORT
+  bench_port HEGATE_PORT HEGATE_TLS_PORT HEGATE_ADMIN_PORT
+  bench_render bench/conf/hegate.yaml.tmpl "$T/hegate-nosub.yaml"
+  sed -i "s|redis://127.0.0.1:$REDIS_PORT/0|redis://nosub:bench-nosub@127.0.0.1:$REDIS_PORT/0|" "$T/hegate-nosub.yaml"
+  HEGATENOSUB_PORT=$HEGATE_PORT; HEGATE_PORT=$p; HEGATE_TLS_PORT=$tp; HEGATE_ADMIN_PORT=$ap
+  bench_start hegatenosub "$BENCH_SERVER_CPU" "$HEGATE" -c "$T/hegate-nosub.yaml"
+  if bench_wait_port hegatenosub "$HEGATENOSUB_PORT"; then HEGATENOSUB_OK=1
+  else HEGATENOSUB_WHY="hegate (subscription down) did not start"; fi
+}
 start_h2o
 start_haproxy
 start_hegate
 start_hegatebase
+start_hegatenosub
 # HOOK: another server under test (a reference, another gateway build): start_NAME here, rows below.
 
 # row SERVER NAME URL [h2load args...]: bench_row measured on SERVER (its CPU per request, its profile),
@@ -171,6 +189,7 @@ row() {
 H2O="h2o 2.2.5 reverse proxy"; HAP="HAProxy 2.6 reverse proxy"; PUB="hegate public route"
 AUTHR="hegate authenticated route (cached token)"; LIM="hegate rate-limited route (per-ip + per-client)"
 LIMPUB="hegate public route + 2 per-ip policies"; BENCH_PAIRS=${BENCH_PAIRS:-3}
+AUTHNOSUB="hegate authenticated route, revocation subscription down"
 HG=http://127.0.0.1:${HEGATE_PORT:-0}; HGS=https://127.0.0.1:${HEGATE_TLS_PORT:-0}
 HGB=http://127.0.0.1:${HEGATEBASE_PORT:-0}
 # this build's row NAME URL ARGS, and (with HEGATE_BASE_BIN) the base build's "NAME @base" beside it,
@@ -196,6 +215,8 @@ for BENCH_ROUND in $(seq 1 "$BENCH_ROUNDS"); do
   # verifying the token (ES256) on every request, comes below. h2load (nghttp2) never indexes
   # `authorization` in HPACK: every request carries the whole token, as many real clients do.
   pair_row "$AUTHR" /auth/bench -H "$AUTH"
+  # issue 16: the same while the revocation subscription is down (the store asked instead)
+  row hegatenosub "$AUTHNOSUB" "http://127.0.0.1:${HEGATENOSUB_PORT:-0}/auth/bench" -H "$AUTH"
   # issue 4: the same authenticated route with two policies, per-ip + per-client, over Redis (one
   # script call per batch of requests), right after it; then BENCH_PAIRS - 1 more pairs in alternating
   # order (limited first, then unlimited first …), each pair its own comparison ("round" R.P): the
@@ -241,6 +262,7 @@ for BENCH_ROUND in $(seq 1 "$BENCH_ROUNDS"); do
   #   client of our own (bench_micro); offline verification through qr/ alone is a bench_micro too.
 done
 bench_stop hegate; bench_stop haproxy; bench_stop h2o
+[ "${HEGATENOSUB_OK:-0}" = 1 ] && bench_stop hegatenosub
 [ "${HEGATEBASE_OK:-0}" = 1 ] && bench_stop hegatebase
 
 # ---- targets (from the issues) and the quiet-machine references (NOTES.md) -------------------------------
@@ -261,6 +283,9 @@ if [ -n "${HEGATE_BASE_BIN:-}" ]; then
     bench_target "issue 11: $r, throughput vs the base build" rps_ratio "$r" h2c "$r @base" h2c info -
   done
 fi
+bench_target "issue 16: authenticated route with the revocation subscription down vs subscribed, server CPU per request" \
+  cpu_ratio "$AUTHNOSUB" h2c "$AUTHR" h2c info -
+bench_target "issue 16: the same, throughput" rps_ratio "$AUTHNOSUB" h2c "$AUTHR" h2c info -
 bench_target "issue 5: authenticated route (cached) vs public route" rps_ratio "$AUTHR" h2c "$PUB" h2c ">=" 0.90
 bench_target "issue 5: authenticated route vs HAProxy ES256 jwt_verify (expect ≥ 5×)" rps_ratio \
   "$AUTHR" h2c "HAProxy 2.6 + ES256 jwt_verify" h2c ">=" 5

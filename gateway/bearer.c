@@ -209,9 +209,9 @@ int gw_authenticate(gw_req_t *greq, const gw_route_rt_t *rt)
     if (store == NULL || !gw_store_is_up_for_key(store, H2O_STRLIT(GW_REVOCATIONS_KEY)))
         return unknown(greq, rt, claims);
     pending_t *p = h2o_mem_alloc_shared(&req->pool, sizeof(*p), pending_dispose);
+    memset(&p->waiter, 0, sizeof(p->waiter));
     p->greq = greq;
     p->claims = *claims;
-    p->waiter.question = NULL;
     gw_revocations_ask(greq->thread, p->claims.sid, p->claims.jti, &q.memo, &p->waiter, on_asked);
     return GW_STAGE_PENDING;
 }

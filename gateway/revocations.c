@@ -192,7 +192,7 @@ static void add_message(const char *s, size_t len)
 /* ---- the subscriber (thread 0's loop) -------------------------------------------------------------
  * One connection, to any node that answers: the configured seeds and, in a cluster, every node thread
  * 0's store has learnt of (Redis Cluster delivers a PUBLISH to every node, replicas included). Each
- * (re)connect tries the next address, preferring nodes the store reaches. A PING every second proves
+ * (re)connect tries the next address, preferring nodes the store reaches. A probe every second proves
  * the connection alive: no reply within a second, and it is dropped and replaced, so a node that
  * died or a path that black-holes is noticed, not waited on. */
 
@@ -213,6 +213,7 @@ static struct {
     uint64_t backoff_ms;
     unsigned generation;                          /* bumped per connection: a resync answer for an old one is ignored */
     uint64_t connected_at, last_reply, last_ping; /* loop clock, ms */
+    int confirmed;                                /* this connection's first SUBSCRIBE was confirmed */
     int logged_down;
     gw_revocations_state_t logged_state;
 } sub;
@@ -313,8 +314,9 @@ static void on_resync(void *data, const redisReply *reply, const char *err)
     }
 }
 
-/* every reply of the connection (subscribe confirmations, messages, PONGs, hiredis hands some of them
- * to the PING's callback) proves it alive */
+/* Every reply of the channel proves the connection alive: its messages, and the confirmations of
+ * SUBSCRIBE, which is sent again every second as the probe (in subscribed mode hiredis 0.14 hands a
+ * PING's reply to nobody). The first confirmation of a connection starts the resync. */
 static void on_pubsub(redisAsyncContext *ac, void *_reply, void *privdata)
 {
     redisReply *r = _reply;
@@ -325,8 +327,11 @@ static void on_pubsub(redisAsyncContext *ac, void *_reply, void *privdata)
         return;
     const char *kind = r->element[0]->str;
     if (strcmp(kind, "subscribe") == 0) {
-        sub.backoff_ms = 0;
-        resync();
+        if (!sub.confirmed) {
+            sub.confirmed = 1;
+            sub.backoff_ms = 0;
+            resync();
+        }
     } else if (strcmp(kind, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
         add_message(r->element[2]->str, r->element[2]->len);
     }
@@ -396,6 +401,7 @@ static void sub_connect(void)
     ++sub.generation;
     sub.ac = ac;
     sub.connected_at = sub.last_reply = sub.last_ping = h2o_now(sub.thread->loop);
+    sub.confirmed = 0;
     sub.sock = h2o_evloop_socket_create(sub.thread->loop, ac->c.fd, H2O_SOCKET_FLAG_DONT_READ);
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
@@ -442,7 +448,7 @@ static void log_state(void)
     sub.logged_state = st;
 }
 
-/* every SUB_CHECK_MS: the connection answered since the last PING, or it is replaced */
+/* every SUB_CHECK_MS: the connection answered since the last probe, or it is replaced */
 static void on_check_timer(h2o_timeout_entry_t *entry)
 {
     uint64_t now = h2o_now(sub.thread->loop);
@@ -453,7 +459,7 @@ static void on_check_timer(h2o_timeout_entry_t *entry)
             redisAsyncFree(sub.ac); /* ev_cleanup schedules the reconnect */
         } else if (sub.last_reply >= sub.last_ping) {
             sub.last_ping = now;
-            redisAsyncCommand(sub.ac, on_pubsub, NULL, "PING");
+            redisAsyncCommand(sub.ac, on_pubsub, NULL, "SUBSCRIBE %s", GW_REVOCATIONS_CHANNEL);
         }
     }
     log_state();

@@ -39,7 +39,7 @@ int gw_revocations_synced(void);
 /* How this node tells a revoked token (README "Sign-out under faults"; /readyz "revocations"):
  * SUBSCRIBED  the local set is complete (the subscriber is up and resynced);
  * STORE       the subscription is down but the store answers: a token the local set does not refuse
- *             is asked about in the store (revocations_ask.c), at most once a second per sid/jti;
+ *             is asked about in the store (revocations_ask.c), at most once per GW_REVOCATIONS_ASK_MS per sid/jti;
  * UNKNOWN     the store cannot be asked either: on_store_down decides (closed: 503; local/open: the
  *             token is accepted and counted in hegate_revocation_unknown_total). Any thread. */
 typedef enum { GW_REVOCATIONS_SUBSCRIBED, GW_REVOCATIONS_STORE, GW_REVOCATIONS_UNKNOWN } gw_revocations_state_t;

@@ -3,7 +3,7 @@
  * local set does not refuse is asked about in the store itself: ZMSCORE on the revocations sorted set
  * for its "sid:" and "jti:" members. So a sign-out made on any node while this one cannot hear it is
  * still honoured within a second (SPEC §6), at the price of one store round trip per distinct sid/jti
- * pair per second per thread: each thread remembers the answers for GW_REVOCATIONS_ASK_MS, and a
+ * pair per thread in any 0.9 s: each thread remembers the answers for GW_REVOCATIONS_ASK_MS, and a
  * question in flight is shared by every request that needs it.
  *
  * Called by the authenticate stage (bearer.c) on its own thread; never blocks, never answers a request

@@ -196,7 +196,9 @@ static void add_message(const char *s, size_t len)
  * the connection alive: no reply within a second, and it is dropped and replaced, so a node that
  * died or a path that black-holes is noticed, not waited on. */
 
-#define SUB_CHECK_MS 1000
+#define SUB_PROBE_MS 250 /* a probe (SUBSCRIBE again) once the last one is answered, at most this often */
+#define SUB_STALE_MS 500 /* a probe unanswered this long: the local set is no longer trusted to be complete */
+#define SUB_DEAD_MS 1000 /* ... this long: the connection is dropped and another node tried */
 #define SUB_MAX_ADDRS 64
 
 static struct {
@@ -208,12 +210,13 @@ static struct {
     redisAsyncContext *ac;
     h2o_socket_t *sock;
     h2o_timeout_t timeout;      /* reconnect and resync retries (200 ms) */
-    h2o_timeout_t check_period; /* liveness (SUB_CHECK_MS) */
+    h2o_timeout_t check_period; /* liveness (SUB_PROBE_MS) */
     h2o_timeout_entry_t reconnect_timer, resync_timer, check_timer;
-    uint64_t backoff_ms;
-    unsigned generation;                          /* bumped per connection: a resync answer for an old one is ignored */
-    uint64_t connected_at, last_reply, last_ping; /* loop clock, ms */
-    int confirmed;                                /* this connection's first SUBSCRIBE was confirmed */
+    unsigned generation;                           /* bumped per connection: a resync answer for an old one is ignored */
+    uint64_t connected_at, last_reply, last_probe; /* loop clock, ms */
+    int confirmed;                                 /* this connection's first SUBSCRIBE was confirmed */
+    int stale;     /* a probe went unanswered too long: resync before the set counts as complete again */
+    int resyncing; /* a resync is in flight */
     int logged_down;
     gw_revocations_state_t logged_state;
 } sub;
@@ -282,6 +285,7 @@ static void resync(void)
     const char *argv[] = {"ZRANGEBYSCORE", GW_REVOCATIONS_KEY, now, "+inf", "WITHSCORES"};
     if (sub.thread->store == NULL)
         return;
+    sub.resyncing = 1;
     gw_store_command(sub.thread->store, on_resync, (void *)(uintptr_t)sub.generation, 1, 5, argv, NULL);
 }
 
@@ -295,6 +299,7 @@ static void on_resync(void *data, const redisReply *reply, const char *err)
 {
     if ((unsigned)(uintptr_t)data != sub.generation || sub.ac == NULL)
         return;
+    sub.resyncing = 0;
     if (err != NULL || reply->type != REDIS_REPLY_ARRAY) {
         if (!h2o_timeout_is_linked(&sub.resync_timer))
             h2o_timeout_link(sub.thread->loop, &sub.timeout, &sub.resync_timer);
@@ -306,6 +311,7 @@ static void on_resync(void *data, const redisReply *reply, const char *err)
             continue;
         gw_revocations_add(m->str, m->len, strtoll(s->str, NULL, 10));
     }
+    sub.stale = 0;
     __atomic_store_n(&set.synced, 1, __ATOMIC_RELAXED);
     if (sub.logged_down) {
         gw_log("info", "revocations: subscribed again (%s:%u) and resynced (%zu entries)", sub.addr.host, sub.addr.port,
@@ -315,8 +321,9 @@ static void on_resync(void *data, const redisReply *reply, const char *err)
 }
 
 /* Every reply of the channel proves the connection alive: its messages, and the confirmations of
- * SUBSCRIBE, which is sent again every second as the probe (in subscribed mode hiredis 0.14 hands a
- * PING's reply to nobody). The first confirmation of a connection starts the resync. */
+ * SUBSCRIBE, which is sent again as the probe (in subscribed mode hiredis 0.14 hands a PING's reply
+ * to nobody). The first confirmation of a connection starts the resync, and so does the first reply
+ * after the connection went stale (what was published meanwhile may be lost). */
 static void on_pubsub(redisAsyncContext *ac, void *_reply, void *privdata)
 {
     redisReply *r = _reply;
@@ -326,13 +333,13 @@ static void on_pubsub(redisAsyncContext *ac, void *_reply, void *privdata)
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING)
         return;
     const char *kind = r->element[0]->str;
-    if (strcmp(kind, "subscribe") == 0) {
-        if (!sub.confirmed) {
-            sub.confirmed = 1;
-            sub.backoff_ms = 0;
-            resync();
-        }
-    } else if (strcmp(kind, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
+    if (strcmp(kind, "subscribe") == 0 && !sub.confirmed) {
+        sub.confirmed = 1;
+        resync();
+    } else if (sub.stale && sub.confirmed && !sub.resyncing) {
+        resync();
+    }
+    if (strcmp(kind, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
         add_message(r->element[2]->str, r->element[2]->len);
     }
 }
@@ -400,8 +407,8 @@ static void sub_connect(void)
     }
     ++sub.generation;
     sub.ac = ac;
-    sub.connected_at = sub.last_reply = sub.last_ping = h2o_now(sub.thread->loop);
-    sub.confirmed = 0;
+    sub.connected_at = sub.last_reply = sub.last_probe = h2o_now(sub.thread->loop);
+    sub.confirmed = sub.stale = sub.resyncing = 0;
     sub.sock = h2o_evloop_socket_create(sub.thread->loop, ac->c.fd, H2O_SOCKET_FLAG_DONT_READ);
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
@@ -448,17 +455,26 @@ static void log_state(void)
     sub.logged_state = st;
 }
 
-/* every SUB_CHECK_MS: the connection answered since the last probe, or it is replaced */
+/* every SUB_PROBE_MS: probe the connection; a probe unanswered for SUB_STALE_MS makes token checks
+ * ask the store (a revocation published meanwhile may never arrive: the path may black-hole), one
+ * unanswered for SUB_DEAD_MS replaces the connection. A sign-out published into a silent cut is
+ * honoured within SUB_PROBE_MS + SUB_STALE_MS (+ one store round trip): inside SPEC §6's second. */
 static void on_check_timer(h2o_timeout_entry_t *entry)
 {
     uint64_t now = h2o_now(sub.thread->loop);
     if (sub.ac != NULL) {
-        if (sub.last_reply < sub.last_ping && now - sub.last_ping >= SUB_CHECK_MS) {
+        int waiting = sub.last_reply < sub.last_probe;
+        if (waiting && now - sub.last_probe >= SUB_DEAD_MS) {
             gw_log("warn", "revocations: no answer from %s:%u for %llu ms; trying another node", sub.addr.host, sub.addr.port,
-                   (unsigned long long)(now - sub.last_ping));
+                   (unsigned long long)(now - sub.last_probe));
             redisAsyncFree(sub.ac); /* ev_cleanup schedules the reconnect */
-        } else if (sub.last_reply >= sub.last_ping) {
-            sub.last_ping = now;
+        } else if (waiting && now - sub.last_probe >= SUB_STALE_MS) {
+            if (!sub.stale) {
+                sub.stale = 1;
+                __atomic_store_n(&set.synced, 0, __ATOMIC_RELAXED);
+            }
+        } else if (!waiting) {
+            sub.last_probe = now;
             redisAsyncCommand(sub.ac, on_pubsub, NULL, "SUBSCRIBE %s", GW_REVOCATIONS_CHANNEL);
         }
     }
@@ -489,7 +505,7 @@ void gw_revocations_start(gw_thread_t *thread)
     }
     sub.logged_state = GW_REVOCATIONS_SUBSCRIBED; /* the start is not a transition worth a line */
     h2o_timeout_init(thread->loop, &sub.timeout, 200);
-    h2o_timeout_init(thread->loop, &sub.check_period, SUB_CHECK_MS);
+    h2o_timeout_init(thread->loop, &sub.check_period, SUB_PROBE_MS);
     sub.reconnect_timer.cb = on_reconnect_timer;
     sub.resync_timer.cb = on_resync_timer;
     sub.check_timer.cb = on_check_timer;

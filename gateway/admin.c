@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "gateway/gateway.h"
+#include "gateway/revocations.h"
 
 volatile int gw_ready;
 
@@ -29,10 +30,11 @@ static int on_healthz(h2o_handler_t *self, h2o_req_t *req)
 static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
 {
     int keys = gw_server_keys_loaded(), store = gw_server_store_up();
-    char body[160];
-    int len = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"keys\":\"%s\",\"store\":\"%s\",\"generation\":%u}\n",
+    char body[200];
+    int len = snprintf(body, sizeof(body),
+                       "{\"status\":\"%s\",\"keys\":\"%s\",\"store\":\"%s\",\"revocations\":\"%s\",\"generation\":%u}\n",
                        gw_ready && keys && store ? "ready" : "not ready", keys ? "loaded" : "missing", store ? "up" : "down",
-                       gw_server_generation());
+                       gw_revocations_state_name(gw_revocations_state()), gw_server_generation());
     send_text(req, gw_ready && keys && store ? 200 : 503, "application/json", h2o_strdup(&req->pool, body, len).base, len);
     return 0;
 }

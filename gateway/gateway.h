@@ -177,8 +177,9 @@ struct st_gw_thread_t {
     gw_metrics_t *metrics;
     gw_store_t *store; /* NULL if the store config is unusable (then on_store_down applies) */
     gw_ratelimit_ctx_t *ratelimit;
-    auth_tokcache_t *tokcache;          /* verified bearer tokens (revocation is still checked every time) */
-    void *family_data[GW_MAX_FAMILIES]; /* each family's thread_init result */
+    auth_tokcache_t *tokcache;                  /* verified bearer tokens (revocation is still checked every time) */
+    struct st_gw_revocations_asked_t *revasked; /* the store\'s recent revocation answers (revocations_ask.c) */
+    void *family_data[GW_MAX_FAMILIES];         /* each family's thread_init result */
     gw_timeout_t *timeouts[64];
     size_t num_timeouts;
     unsigned rr[1024]; /* round-robin cursor per route index */
@@ -229,13 +230,21 @@ void gw_req_add_common_headers(gw_req_t *greq);
 size_t gw_allow_header(unsigned methods, char *buf, size_t bufsz);
 
 void gw_pipeline_register(h2o_pathconf_t *pathconf);
+/* The stages after authentication (rate limit, handle), for a request whose authentication was pending. */
+void gw_pipeline_after_authenticate(gw_req_t *greq);
 
 /* ---- bearer.c ------------------------------------------------------------------------------------ */
 
+/* What a stage did with a request: pass it to the next stage, answer it, or keep it until an
+ * asynchronous step ends (the stage then resumes the pipeline itself). */
+enum { GW_STAGE_ANSWERED, GW_STAGE_NEXT, GW_STAGE_PENDING };
+
 /* The authenticate and authorize stages, the one bearer authentication of the gateway (README
  * "Bearer tokens": missing / invalid / expired / revoked → 401, wrong scope → 403, revocations
- * unknown → 503, in RT's error format). 1: the request goes on (GREQ's sub, client_id and, for own
- * endpoints, claims are set when a token was given); 0: answered. */
+ * unknown → 503 or accepted as on_store_down says, in RT's error format). GW_STAGE_NEXT: the request
+ * goes on (GREQ's sub, client_id and, for own endpoints, claims are set when a token was given);
+ * GW_STAGE_ANSWERED; GW_STAGE_PENDING: the store is being asked whether the token is revoked (the
+ * subscription is down), and gw_pipeline_after_authenticate follows if it is not. */
 int gw_authenticate(gw_req_t *greq, const gw_route_rt_t *rt);
 
 /* ---- task.c: asynchronous work of an own endpoint ------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "gateway/gateway.h"
+#include "gateway/revocations.h"
 
 #define SLOTS 256
 #define CODES 500 /* status 100..599 */
@@ -174,9 +175,26 @@ char *gw_metrics_render(size_t *len)
     pthread_mutex_lock(&mutex);
     unsigned n = num_slots;
 
-    sb_printf(&sb, "# HELP hegate_config_generation The configuration every thread serves: 1 at start, +1 per completed reload.\n"
-                   "# TYPE hegate_config_generation gauge\nhegate_config_generation %u\n",
+    sb_printf(&sb,
+              "# HELP hegate_config_generation The configuration every thread serves: 1 at start, +1 per completed reload.\n"
+              "# TYPE hegate_config_generation gauge\nhegate_config_generation %u\n",
               gw_server_generation());
+    uint64_t rev_unknown, rev_checks;
+    gw_revocations_counts(&rev_unknown, &rev_checks);
+    sb_printf(&sb,
+              "# HELP hegate_revocation_unknown_total Tokens accepted while neither the revocation subscription nor the store "
+              "could tell (on_store_down local/open).\n"
+              "# TYPE hegate_revocation_unknown_total counter\nhegate_revocation_unknown_total %llu\n",
+              (unsigned long long)rev_unknown);
+    sb_printf(
+        &sb,
+        "# HELP hegate_revocation_store_checks_total Revocation questions asked of the store while the subscription was down.\n"
+        "# TYPE hegate_revocation_store_checks_total counter\nhegate_revocation_store_checks_total %llu\n",
+        (unsigned long long)rev_checks);
+    sb_printf(&sb,
+              "# HELP hegate_revocation_subscribed 1 while the revocation subscriber is subscribed and resynced.\n"
+              "# TYPE hegate_revocation_subscribed gauge\nhegate_revocation_subscribed %d\n",
+              gw_revocations_synced());
     sb_printf(&sb, "# HELP hegate_requests_total Requests answered, by route and status code.\n"
                    "# TYPE hegate_requests_total counter\n");
     for (unsigned s = 0; s != n; ++s)
@@ -260,20 +278,22 @@ char *gw_metrics_render(size_t *len)
             store_errors += fallbacks > rs.store_failures ? fallbacks - rs.store_failures : 0;
         }
     }
-    sb_printf(&sb, "# HELP hegate_store_errors_total Store (Redis) calls that failed: timeouts, connection loss, store down.\n"
-                   "# TYPE hegate_store_errors_total counter\nhegate_store_errors_total %llu\n",
-              (unsigned long long)store_errors);
     sb_printf(&sb,
-              "# HELP hegate_ratelimit_checks_total Rate-limit policy checks by who answered: store (Redis), cache (known over the "
-              "limit), local/open/closed (store down, on_store_down).\n"
-              "# TYPE hegate_ratelimit_checks_total counter\n"
-              "hegate_ratelimit_checks_total{source=\"store\"} %llu\nhegate_ratelimit_checks_total{source=\"cache\"} %llu\n"
-              "hegate_ratelimit_checks_total{source=\"local\"} %llu\nhegate_ratelimit_checks_total{source=\"open\"} %llu\n"
-              "hegate_ratelimit_checks_total{source=\"closed\"} %llu\n"
-              "# HELP hegate_ratelimit_store_calls_total Rate-limit script calls sent to Redis (each carries the checks of one "
-              "event-loop iteration).\n# TYPE hegate_ratelimit_store_calls_total counter\nhegate_ratelimit_store_calls_total %llu\n",
-              (unsigned long long)rl_sum.store_checks, (unsigned long long)rl_sum.cache_hits, (unsigned long long)rl_sum.local_checks,
-              (unsigned long long)rl_sum.open_checks, (unsigned long long)rl_sum.closed_checks, (unsigned long long)rl_sum.store_calls);
+              "# HELP hegate_store_errors_total Store (Redis) calls that failed: timeouts, connection loss, store down.\n"
+              "# TYPE hegate_store_errors_total counter\nhegate_store_errors_total %llu\n",
+              (unsigned long long)store_errors);
+    sb_printf(
+        &sb,
+        "# HELP hegate_ratelimit_checks_total Rate-limit policy checks by who answered: store (Redis), cache (known over the "
+        "limit), local/open/closed (store down, on_store_down).\n"
+        "# TYPE hegate_ratelimit_checks_total counter\n"
+        "hegate_ratelimit_checks_total{source=\"store\"} %llu\nhegate_ratelimit_checks_total{source=\"cache\"} %llu\n"
+        "hegate_ratelimit_checks_total{source=\"local\"} %llu\nhegate_ratelimit_checks_total{source=\"open\"} %llu\n"
+        "hegate_ratelimit_checks_total{source=\"closed\"} %llu\n"
+        "# HELP hegate_ratelimit_store_calls_total Rate-limit script calls sent to Redis (each carries the checks of one "
+        "event-loop iteration).\n# TYPE hegate_ratelimit_store_calls_total counter\nhegate_ratelimit_store_calls_total %llu\n",
+        (unsigned long long)rl_sum.store_checks, (unsigned long long)rl_sum.cache_hits, (unsigned long long)rl_sum.local_checks,
+        (unsigned long long)rl_sum.open_checks, (unsigned long long)rl_sum.closed_checks, (unsigned long long)rl_sum.store_calls);
     pthread_mutex_unlock(&mutex);
     *len = sb.len;
     return sb.buf;

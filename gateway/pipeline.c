@@ -262,12 +262,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 
     /* 5. authentication and scopes (public entries go straight on) */
-    if (!gw_authenticate(greq, rt))
-        return 0;
-
-    /* 6. rate limits, then 7. handle: proxy, or the endpoint's own handler */
-    stage_ratelimit(greq);
+    if (gw_authenticate(greq, rt) == GW_STAGE_NEXT)
+        gw_pipeline_after_authenticate(greq);
     return 0;
+}
+
+/* 6. rate limits, then 7. handle: proxy, or the endpoint's own handler */
+void gw_pipeline_after_authenticate(gw_req_t *greq)
+{
+    stage_ratelimit(greq);
 }
 
 void gw_pipeline_register(h2o_pathconf_t *pathconf)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <hiredis/async.h>
 #include <openssl/evp.h>
 #include "gateway/gateway.h"
@@ -188,19 +189,37 @@ static void add_message(const char *s, size_t len)
     gw_revocations_add(s, (size_t)(sp - s), exp);
 }
 
-/* ---- the subscriber (thread 0's loop) ------------------------------------------------------------- */
+/* ---- the subscriber (thread 0's loop) -------------------------------------------------------------
+ * One connection, to any node that answers: the configured seeds and, in a cluster, every node thread
+ * 0's store has learnt of (Redis Cluster delivers a PUBLISH to every node, replicas included). Each
+ * (re)connect tries the next address, preferring nodes the store reaches. A PING every second proves
+ * the connection alive: no reply within a second, and it is dropped and replaced, so a node that
+ * died or a path that black-holes is noticed, not waited on. */
+
+#define SUB_CHECK_MS 1000
+#define SUB_MAX_ADDRS 64
 
 static struct {
     gw_thread_t *thread;
-    gw_store_addr_t addr;
+    gw_store_addr_t seeds[SUB_MAX_ADDRS]; /* the configured URLs (credentials and db from each) */
+    size_t num_seeds;
+    size_t next;          /* rotation over seeds, then the store's nodes */
+    gw_store_addr_t addr; /* the address of the current connection */
     redisAsyncContext *ac;
     h2o_socket_t *sock;
-    h2o_timeout_t timeout; /* reconnect and resync retries */
-    h2o_timeout_entry_t reconnect_timer, resync_timer;
+    h2o_timeout_t timeout;      /* reconnect and resync retries (200 ms) */
+    h2o_timeout_t check_period; /* liveness (SUB_CHECK_MS) */
+    h2o_timeout_entry_t reconnect_timer, resync_timer, check_timer;
     uint64_t backoff_ms;
-    unsigned generation; /* bumped per connection: a resync answer for an old one is ignored */
+    unsigned generation;                          /* bumped per connection: a resync answer for an old one is ignored */
+    uint64_t connected_at, last_reply, last_ping; /* loop clock, ms */
     int logged_down;
+    gw_revocations_state_t logged_state;
 } sub;
+
+static struct {
+    uint64_t unknown, store_checks; /* counters for /metrics (atomic) */
+} counts;
 
 static void sub_connect(void);
 
@@ -246,7 +265,8 @@ static void ev_cleanup(void *p)
     sub.ac = NULL;
     __atomic_store_n(&set.synced, 0, __ATOMIC_RELAXED);
     if (!sub.logged_down) {
-        gw_log("warn", "revocations: subscriber connection lost; reconnecting in the background");
+        gw_log("warn", "revocations: subscriber connection to %s:%u lost; reconnecting in the background", sub.addr.host,
+               sub.addr.port);
         sub.logged_down = 1;
     }
     schedule_reconnect();
@@ -287,15 +307,21 @@ static void on_resync(void *data, const redisReply *reply, const char *err)
     }
     __atomic_store_n(&set.synced, 1, __ATOMIC_RELAXED);
     if (sub.logged_down) {
-        gw_log("info", "revocations: subscribed again and resynced (%zu entries)", reply->elements / 2);
+        gw_log("info", "revocations: subscribed again (%s:%u) and resynced (%zu entries)", sub.addr.host, sub.addr.port,
+               reply->elements / 2);
         sub.logged_down = 0;
     }
 }
 
+/* every reply of the connection (subscribe confirmations, messages, PONGs, hiredis hands some of them
+ * to the PING's callback) proves it alive */
 static void on_pubsub(redisAsyncContext *ac, void *_reply, void *privdata)
 {
     redisReply *r = _reply;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING)
+    if (r == NULL || ac != sub.ac)
+        return;
+    sub.last_reply = h2o_now(sub.thread->loop);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING)
         return;
     const char *kind = r->element[0]->str;
     if (strcmp(kind, "subscribe") == 0) {
@@ -310,8 +336,55 @@ static void on_connect_cb(const redisAsyncContext *ac, int status)
 {
 }
 
+/* 1 when thread 0's store has a ready connection to HOST:PORT */
+static int store_reaches(const char *host, uint16_t port)
+{
+    char h[256];
+    uint16_t p;
+    int ready;
+    for (size_t i = 0; sub.thread->store != NULL && (ready = gw_store_node_addr(sub.thread->store, i, h, sizeof(h), &p)) >= 0; ++i)
+        if (ready == 1 && p == port && strcmp(h, host) == 0)
+            return 1;
+    return 0;
+}
+
+/* the address of the next connection: the seeds, then the store's nodes, each in turn; an address the
+ * store reaches right now is preferred over one it does not (a unix socket is taken as it is) */
+static int next_addr(gw_store_addr_t *out)
+{
+    char host[256];
+    uint16_t port;
+    size_t num_nodes = 0;
+    while (sub.thread->store != NULL && gw_store_node_addr(sub.thread->store, num_nodes, host, sizeof(host), &port) >= 0)
+        ++num_nodes;
+    size_t total = sub.num_seeds + num_nodes;
+    for (int pass = 0; pass != 2; ++pass)
+        for (size_t k = 0; k != total; ++k) {
+            size_t i = (sub.next + k) % total;
+            gw_store_addr_t a = sub.seeds[i < sub.num_seeds ? i : 0]; /* credentials and db as the seeds' */
+            if (i >= sub.num_seeds) {
+                gw_store_node_addr(sub.thread->store, i - sub.num_seeds, host, sizeof(host), &port);
+                if (host[0] == '\0')
+                    continue;
+                snprintf(a.host, sizeof(a.host), "%s", host);
+                a.port = port;
+                a.path[0] = '\0';
+            }
+            if (pass == 0 && a.path[0] == '\0' && !store_reaches(a.host, a.port))
+                continue;
+            *out = a;
+            sub.next = i + 1;
+            return 0;
+        }
+    return -1;
+}
+
 static void sub_connect(void)
 {
+    if (next_addr(&sub.addr) != 0) {
+        schedule_reconnect();
+        return;
+    }
     redisAsyncContext *ac =
         sub.addr.path[0] != '\0' ? redisAsyncConnectUnix(sub.addr.path) : redisAsyncConnect(sub.addr.host, sub.addr.port);
     if (ac == NULL || ac->err != 0) {
@@ -322,6 +395,7 @@ static void sub_connect(void)
     }
     ++sub.generation;
     sub.ac = ac;
+    sub.connected_at = sub.last_reply = sub.last_ping = h2o_now(sub.thread->loop);
     sub.sock = h2o_evloop_socket_create(sub.thread->loop, ac->c.fd, H2O_SOCKET_FLAG_DONT_READ);
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
@@ -336,6 +410,8 @@ static void sub_connect(void)
         else
             redisAsyncCommand(ac, NULL, NULL, "AUTH %s", sub.addr.password);
     }
+    /* a name that says whose subscriber this is (CLIENT LIST), no secret in it */
+    redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME hegate-revocations-%d", (int)getpid());
     redisAsyncCommand(ac, on_pubsub, NULL, "SUBSCRIBE %s", GW_REVOCATIONS_CHANNEL);
 }
 
@@ -345,22 +421,102 @@ static void on_reconnect_timer(h2o_timeout_entry_t *entry)
         sub_connect();
 }
 
+/* once per state change: the log says how token checks are decided now */
+static void log_state(void)
+{
+    gw_revocations_state_t st = gw_revocations_state();
+    if (st == sub.logged_state)
+        return;
+    switch (st) {
+    case GW_REVOCATIONS_SUBSCRIBED:
+        gw_log("info", "revocations: subscribed; token checks use the local set");
+        break;
+    case GW_REVOCATIONS_STORE:
+        gw_log("warn", "revocations: subscriber down; token checks ask the store directly");
+        break;
+    case GW_REVOCATIONS_UNKNOWN:
+        gw_log("error", "revocations: the store cannot be asked either; on_store_down %s applies to token checks",
+               (const char *[]){"local", "open", "closed"}[sub.thread->gen->conf->on_store_down]);
+        break;
+    }
+    sub.logged_state = st;
+}
+
+/* every SUB_CHECK_MS: the connection answered since the last PING, or it is replaced */
+static void on_check_timer(h2o_timeout_entry_t *entry)
+{
+    uint64_t now = h2o_now(sub.thread->loop);
+    if (sub.ac != NULL) {
+        if (sub.last_reply < sub.last_ping && now - sub.last_ping >= SUB_CHECK_MS) {
+            gw_log("warn", "revocations: no answer from %s:%u for %llu ms; trying another node", sub.addr.host, sub.addr.port,
+                   (unsigned long long)(now - sub.last_ping));
+            redisAsyncFree(sub.ac); /* ev_cleanup schedules the reconnect */
+        } else if (sub.last_reply >= sub.last_ping) {
+            sub.last_ping = now;
+            redisAsyncCommand(sub.ac, on_pubsub, NULL, "PING");
+        }
+    }
+    log_state();
+    h2o_timeout_link(sub.thread->loop, &sub.check_period, &sub.check_timer);
+}
+
 void gw_revocations_start(gw_thread_t *thread)
 {
     const gw_conf_t *conf = thread->gen->conf;
-    const char *url = conf->redis.url != NULL ? conf->redis.url : conf->redis.cluster.n != 0 ? conf->redis.cluster.v[0] : NULL;
     char err[256];
     pthread_rwlock_wrlock(&set.lock);
     if (set.cap == 0)
         rebuild_locked(0);
     pthread_rwlock_unlock(&set.lock);
-    if (url == NULL || gw_store_parse_url(url, &sub.addr, err, sizeof(err)) != 0) {
+    sub.thread = thread;
+    if (conf->redis.url != NULL) {
+        if (gw_store_parse_url(conf->redis.url, &sub.seeds[0], err, sizeof(err)) == 0)
+            sub.num_seeds = 1;
+    } else {
+        for (size_t i = 0; i != conf->redis.cluster.n && sub.num_seeds != SUB_MAX_ADDRS; ++i)
+            if (gw_store_parse_url(conf->redis.cluster.v[i], &sub.seeds[sub.num_seeds], err, sizeof(err)) == 0)
+                ++sub.num_seeds;
+    }
+    if (sub.num_seeds == 0) {
         gw_log("error", "revocations: no usable redis address; sign-out reaches this node only");
         return;
     }
-    sub.thread = thread;
+    sub.logged_state = GW_REVOCATIONS_SUBSCRIBED; /* the start is not a transition worth a line */
     h2o_timeout_init(thread->loop, &sub.timeout, 200);
+    h2o_timeout_init(thread->loop, &sub.check_period, SUB_CHECK_MS);
     sub.reconnect_timer.cb = on_reconnect_timer;
     sub.resync_timer.cb = on_resync_timer;
+    sub.check_timer.cb = on_check_timer;
+    h2o_timeout_link(thread->loop, &sub.check_period, &sub.check_timer);
     sub_connect();
+}
+
+/* ---- the state, and what happens while the subscription is down -------------------------------------- */
+
+gw_revocations_state_t gw_revocations_state(void)
+{
+    if (gw_revocations_synced())
+        return GW_REVOCATIONS_SUBSCRIBED;
+    return gw_server_store_up() ? GW_REVOCATIONS_STORE : GW_REVOCATIONS_UNKNOWN;
+}
+
+const char *gw_revocations_state_name(gw_revocations_state_t st)
+{
+    return st == GW_REVOCATIONS_SUBSCRIBED ? "subscribed" : st == GW_REVOCATIONS_STORE ? "store" : "unknown";
+}
+
+void gw_revocations_count_unknown(void)
+{
+    __atomic_add_fetch(&counts.unknown, 1, __ATOMIC_RELAXED);
+}
+
+void gw_revocations_count_store_check(void)
+{
+    __atomic_add_fetch(&counts.store_checks, 1, __ATOMIC_RELAXED);
+}
+
+void gw_revocations_counts(uint64_t *unknown, uint64_t *store_checks)
+{
+    *unknown = __atomic_load_n(&counts.unknown, __ATOMIC_RELAXED);
+    *store_checks = __atomic_load_n(&counts.store_checks, __ATOMIC_RELAXED);
 }

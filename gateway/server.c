@@ -218,6 +218,7 @@ static void thread_init_store(gw_thread_t *thread)
     if ((thread->store = gw_store_create(thread->loop, &sc, err, sizeof(err))) == NULL && thread->id == 0)
         gw_log("error", "store: %s (on_store_down applies)", err);
     thread->tokcache = auth_tokcache_new(0);
+    thread->revasked = gw_revocations_asked_new();
     thread->ratelimit = gw_ratelimit_ctx_create(thread->loop, thread->store, conf->on_store_down, conf->nodes, server.num_threads);
     gw_metrics_set_store(thread->metrics, thread->store);
     gw_metrics_set_ratelimit(thread->metrics, thread->ratelimit);

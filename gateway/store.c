@@ -616,6 +616,21 @@ int gw_store_is_cluster(const gw_store_t *store)
     return store->cluster;
 }
 
+int gw_store_node_addr(const gw_store_t *store, size_t i, char *host, size_t hostsz, uint16_t *port)
+{
+    if (i >= store->num_nodes)
+        return -1;
+    const gw_store_node_t *node = store->nodes[i];
+    if (node->host == NULL) { /* a unix socket: not an address another connection can take */
+        host[0] = '\0';
+        *port = 0;
+        return 0;
+    }
+    snprintf(host, hostsz, "%s", node->host);
+    *port = node->port;
+    return node->state == GW_STORE_NODE_READY;
+}
+
 void gw_store_get_stats(const gw_store_t *store, gw_store_stats_t *out)
 {
     const uint64_t *src = (const uint64_t *)&store->stats;

@@ -124,6 +124,11 @@ int gw_store_is_up(const gw_store_t *store);
 void gw_store_flush(gw_store_t *store);
 /* 1 for a Redis Cluster (then the keys of one command or script must share a slot). */
 int gw_store_is_cluster(const gw_store_t *store);
+/* The address of the I-th node STORE knows (the seeds, and in a cluster every node its slot map has
+ * named since): 1 when its connection is ready, 0 when not (HOST "" for a unix socket), -1 when I is
+ * past the last. For a second connection of another kind to the same store (the revocation
+ * subscriber). Loop thread only. */
+int gw_store_node_addr(const gw_store_t *store, size_t i, char *host, size_t hostsz, uint16_t *port);
 /* 1 when the connection that owns KEY is up (loop thread only). */
 int gw_store_is_up_for_key(const gw_store_t *store, const char *key, size_t len);
 

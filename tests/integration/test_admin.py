@@ -27,9 +27,16 @@ def gw(gateway, backend):
 def test_healthz_and_readyz(gw):
     r = admin_get(gw, "/healthz")
     assert r.status_code == 200
-    r = admin_get(gw, "/readyz")  # the fixture gives keys (hegate keys generate) and a live redis-server
+    # the fixture gives keys (hegate keys generate) and a live redis-server; the revocation subscriber
+    # reports "subscribed" once it has subscribed and read the set (until then token checks ask the store)
+    deadline = time.monotonic() + 5
+    while True:
+        r = admin_get(gw, "/readyz")
+        if r.json().get("revocations") == "subscribed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "keys": "loaded", "store": "up", "generation": 1}
+    assert r.json() == {"status": "ready", "keys": "loaded", "store": "up", "revocations": "subscribed", "generation": 1}
 
 
 def test_readyz_needs_keys(gateway, backend, tmp_path):

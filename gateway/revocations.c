@@ -212,11 +212,11 @@ static struct {
     h2o_timeout_t timeout;      /* reconnect and resync retries (200 ms) */
     h2o_timeout_t check_period; /* liveness (SUB_PROBE_MS) */
     h2o_timeout_entry_t reconnect_timer, resync_timer, check_timer;
-    unsigned generation;                           /* bumped per connection: a resync answer for an old one is ignored */
-    uint64_t connected_at, last_reply, last_probe; /* loop clock, ms */
-    int confirmed;                                 /* this connection's first SUBSCRIBE was confirmed */
-    int stale;     /* a probe went unanswered too long: resync before the set counts as complete again */
-    int resyncing; /* a resync is in flight */
+    unsigned generation;             /* bumped per connection: a resync answer for an old one is ignored */
+    uint64_t last_reply, last_probe; /* loop clock, ms */
+    int confirmed;                   /* this connection's first SUBSCRIBE was confirmed */
+    int stale;                       /* a probe went unanswered too long: resync before the set counts as complete again */
+    int resyncing;                   /* a resync is in flight */
     int logged_down;
     gw_revocations_state_t logged_state;
 } sub;
@@ -407,7 +407,7 @@ static void sub_connect(void)
     }
     ++sub.generation;
     sub.ac = ac;
-    sub.connected_at = sub.last_reply = sub.last_probe = h2o_now(sub.thread->loop);
+    sub.last_reply = sub.last_probe = h2o_now(sub.thread->loop);
     sub.confirmed = sub.stale = sub.resyncing = 0;
     sub.sock = h2o_evloop_socket_create(sub.thread->loop, ac->c.fd, H2O_SOCKET_FLAG_DONT_READ);
     ac->ev.addRead = ev_add_read;

@@ -294,10 +294,13 @@ static uint64_t mix64(uint64_t x) /* splitmix64's finalizer */
     return x ^ (x >> 31);
 }
 
-static size_t seen_home(const qr_seenset_t *s, const uint8_t kid[HMT1_KID_LEN], uint32_t serial, uint32_t counter)
+/* a key's two windows (two-choice hashing): it is stored in the one with more room, looked for in both */
+static void seen_homes(const qr_seenset_t *s, const uint8_t kid[HMT1_KID_LEN], uint32_t serial, uint32_t counter,
+                       size_t home[2])
 {
-    uint64_t h = mix64(s->seed ^ ((uint64_t)qr_get_be32(kid) << 32 | serial));
-    return (size_t)(mix64(h ^ counter ^ (s->seed << 24)) % s->nslots);
+    uint64_t h = mix64(mix64(s->seed ^ ((uint64_t)qr_get_be32(kid) << 32 | serial)) ^ counter ^ (s->seed << 24));
+    home[0] = (size_t)(h % s->nslots);
+    home[1] = (size_t)(mix64(h ^ s->seed) % s->nslots);
 }
 
 static int slot_live(const qr_seen_slot_t *e, int64_t now)
@@ -309,24 +312,30 @@ int qr_seenset_check_and_mark(void *ctx, const uint8_t kid[HMT1_KID_LEN], uint32
                               int64_t keep_until)
 {
     qr_seenset_t *s = ctx;
-    size_t home = seen_home(s, kid, serial, counter);
-    qr_seen_slot_t *free_slot = NULL;
-    for (size_t i = 0; i != QR_SEEN_WINDOW; ++i) {
-        qr_seen_slot_t *e = &s->slots[(home + i) % s->nslots];
-        if (!slot_live(e, now)) {
-            if (free_slot == NULL)
-                free_slot = e;
-        } else if (e->serial == serial && e->counter == counter && memcmp(e->kid, kid, HMT1_KID_LEN) == 0) {
-            return 1;
+    size_t home[2];
+    seen_homes(s, kid, serial, counter, home);
+    qr_seen_slot_t *free_slot[2] = {NULL, NULL};
+    unsigned nfree[2] = {0, 0};
+    for (int w = 0; w != 2; ++w) {
+        for (size_t i = 0; i != QR_SEEN_WINDOW; ++i) {
+            qr_seen_slot_t *e = &s->slots[(home[w] + i) % s->nslots];
+            if (!slot_live(e, now)) {
+                if (free_slot[w] == NULL)
+                    free_slot[w] = e;
+                ++nfree[w];
+            } else if (e->serial == serial && e->counter == counter && memcmp(e->kid, kid, HMT1_KID_LEN) == 0) {
+                return 1;
+            }
         }
     }
-    if (free_slot == NULL)
-        return -1; /* full of live entries: fail closed rather than forget one */
-    free_slot->until = keep_until > now ? keep_until : now;
-    if (free_slot->until == 0)
-        free_slot->until = 1;
-    free_slot->serial = serial;
-    free_slot->counter = counter;
-    memcpy(free_slot->kid, kid, HMT1_KID_LEN);
+    if (free_slot[0] == NULL && free_slot[1] == NULL)
+        return -1; /* both windows full of live entries: fail closed rather than forget one */
+    qr_seen_slot_t *slot = free_slot[nfree[1] > nfree[0]];
+    slot->until = keep_until > now ? keep_until : now;
+    if (slot->until == 0)
+        slot->until = 1;
+    slot->serial = serial;
+    slot->counter = counter;
+    memcpy(slot->kid, kid, HMT1_KID_LEN);
     return 0;
 }

@@ -250,8 +250,10 @@ qr_reason_t qr_code_verify_text(const qr_verify_params_t *p, const char *text, s
 /* ---- hmt1.c: the offline seen-set ----------------------------------------------------------- */
 
 /* A bounded, in-memory set of consumed (kid, serial, counter), for a gate. The caller provides the
- * slots; entries are forgotten after their keep_until. A key lives in one of QR_SEEN_WINDOW slots
- * after its hash; when all of them hold live entries the check fails closed (-1 → QR_UNAVAILABLE).
+ * slots; entries are forgotten after their keep_until. A key lives in one of two windows of
+ * QR_SEEN_WINDOW slots after its two hashes (stored in the one with more room: with a single window,
+ * one fill in ~20,000 of a quarter-full set overflowed somewhere); when both hold only live entries
+ * the check fails closed (-1 → QR_UNAVAILABLE).
  * Size it at 4 × (codes scanned per second) × (max ttl + skew + 5) or more. Not thread-safe. */
 #define QR_SEEN_WINDOW 16
 

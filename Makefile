@@ -7,7 +7,7 @@ BUILD    ?= build
 SAN      ?=
 OPT      ?= -O2
 PY       := /usr/bin/python3
-CPPFLAGS += -DH2O_USE_EPOLL=1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I.
+CPPFLAGS += -DH2O_USE_EPOLL=1 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Igateway/h2o-shim
 CFLAGS   += -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -fno-strict-aliasing $(SAN)
 LDLIBS   := -lh2o-evloop -lhiredis -ljwt -lqrencode -lyaml -ljansson -lssl -lcrypto -lz -lpthread -lm

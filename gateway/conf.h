@@ -119,6 +119,18 @@ typedef struct {
         uint64_t header_bytes; /* default 16k */
         uint64_t body_bytes;   /* default 1m */
         uint64_t token_bytes;  /* default 8k */
+        /* the connection guard (guard.c); 0 turns one off */
+        unsigned connections;            /* open client connections per process; default 16384 */
+        unsigned connections_per_ip;     /* open from one address (IPv6: one /64); default 256 */
+        unsigned new_connections_per_ip; /* per second from one address, bursts of 2 s; default 64 */
+        uint64_t handshake_timeout_ms;   /* TLS handshake / first bytes; default 10s */
+        uint64_t head_timeout_ms;        /* a request head; default 10s */
+        uint64_t body_timeout_ms;        /* an HTTP/2 request body; default 60s */
+        uint64_t idle_timeout_ms;        /* an HTTP/2 connection without a frame; default 30s */
+        uint64_t send_timeout_ms;        /* a response the client takes no byte of; default 30s */
+        unsigned h2_resets_per_second;   /* streams a client cancels, per connection; default 100 */
+        unsigned h2_control_frames_per_second; /* per connection; default 100 */
+        uint64_t response_buffer_bytes;  /* of an upstream's answer held for a slow client; default 256k */
     } limits;
     struct {
         uint64_t access_ttl_ms;  /* default 15m */

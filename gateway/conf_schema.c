@@ -158,6 +158,17 @@ static const gw_conf_field_t limits_fields[] = {
     F_SIZE(gw_conf_t, "header_bytes", limits.header_bytes, 1, (uint64_t)1 << 30),
     F_SIZE(gw_conf_t, "body_bytes", limits.body_bytes, 1, (uint64_t)1 << 30),
     F_SIZE(gw_conf_t, "token_bytes", limits.token_bytes, 1, (uint64_t)1 << 30),
+    F_UINT(gw_conf_t, "connections", limits.connections, 0, 1 << 24),
+    F_UINT(gw_conf_t, "connections_per_ip", limits.connections_per_ip, 0, 1 << 24),
+    F_UINT(gw_conf_t, "new_connections_per_ip", limits.new_connections_per_ip, 0, 1 << 20),
+    F_DURATION(gw_conf_t, "handshake_timeout", limits.handshake_timeout_ms, 0),
+    F_DURATION(gw_conf_t, "head_timeout", limits.head_timeout_ms, 1),
+    F_DURATION(gw_conf_t, "body_timeout", limits.body_timeout_ms, 0),
+    F_DURATION(gw_conf_t, "idle_timeout", limits.idle_timeout_ms, 1),
+    F_DURATION(gw_conf_t, "send_timeout", limits.send_timeout_ms, 0),
+    F_UINT(gw_conf_t, "h2_resets_per_second", limits.h2_resets_per_second, 0, 1 << 20),
+    F_UINT(gw_conf_t, "h2_control_frames_per_second", limits.h2_control_frames_per_second, 0, 1 << 20),
+    F_SIZE(gw_conf_t, "response_buffer_bytes", limits.response_buffer_bytes, 16384, (uint64_t)1 << 30),
     F_END,
 };
 
@@ -573,6 +584,17 @@ static void set_defaults(gw_conf_ctx_t *c)
     conf->limits.header_bytes = 16 << 10;
     conf->limits.body_bytes = 1 << 20;
     conf->limits.token_bytes = 8 << 10;
+    conf->limits.connections = 16384;
+    conf->limits.connections_per_ip = 256;
+    conf->limits.new_connections_per_ip = 64;
+    conf->limits.handshake_timeout_ms = 10000;
+    conf->limits.head_timeout_ms = 10000;
+    conf->limits.body_timeout_ms = 60000;
+    conf->limits.idle_timeout_ms = 30000;
+    conf->limits.send_timeout_ms = 30000;
+    conf->limits.h2_resets_per_second = 100;
+    conf->limits.h2_control_frames_per_second = 100;
+    conf->limits.response_buffer_bytes = 256 << 10;
     conf->tokens.access_ttl_ms = 15 * 60000;
     conf->tokens.refresh_ttl_ms = 30ull * 86400000;
     conf->tokens.session_ttl_ms = 30ull * 86400000;

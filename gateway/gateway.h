@@ -186,6 +186,7 @@ struct st_gw_thread_t {
     h2o_socket_t **listeners;
     size_t num_listeners;
     int stopping;
+    struct st_gw_guard_thread_t *guard; /* this thread's client connections (guard.c) */
 };
 
 /* the h2o timeout (and matching upstream client context) of MS milliseconds on THREAD's loop */
@@ -315,6 +316,39 @@ void gw_send_json(gw_req_t *greq, int status, const char *text, size_t len);
 void gw_oauth_error(gw_req_t *greq, int status, const char *error, const char *description);
 /* 503 in GREQ's error format (its entry's: problem+json, or OAuth temporarily_unavailable). */
 void gw_send_unavailable(gw_req_t *greq, const char *detail);
+
+/* ---- guard.c: the connection guard (README "Under attack") ------------------------------------------ */
+
+/* why the guard closed or refused a connection: hegate_connections_closed_total{reason} */
+enum {
+    GW_GUARD_CAPACITY,          /* limits.connections open */
+    GW_GUARD_PER_IP,            /* limits.connections_per_ip open from its address */
+    GW_GUARD_CONNECT_RATE,      /* over limits.new_connections_per_ip */
+    GW_GUARD_HANDSHAKE_TIMEOUT, /* no TLS handshake / first bytes within limits.handshake_timeout */
+    GW_GUARD_RESETS,            /* HTTP/2 streams cancelled (RST_STREAM) over limits.h2_resets_per_second */
+    GW_GUARD_CONTROL_FRAMES,    /* PING, SETTINGS, PRIORITY, idle WINDOW_UPDATE, empty and unknown frames */
+    GW_GUARD_HEADER_BLOCK,      /* an HTTP/2 header block over limits.header_bytes (CONTINUATION flood) */
+    GW_GUARD_HEAD_TIMEOUT,      /* an HTTP/2 header block still arriving after limits.head_timeout */
+    GW_GUARD_BODY_TIMEOUT,      /* an HTTP/2 request body still arriving after limits.body_timeout */
+    GW_GUARD_SEND_TIMEOUT,      /* no byte of a response taken for limits.send_timeout */
+    GW_GUARD_BAD_REQUESTS,      /* more than GW_GUARD_MAX_BAD_REQUESTS requests refused for their heads */
+    GW_GUARD_REASONS
+};
+#define GW_GUARD_MAX_BAD_REQUESTS 16
+typedef struct st_gw_guard_thread_t gw_guard_thread_t;
+typedef struct st_gw_guard_conn_t gw_guard_conn_t;
+
+gw_guard_thread_t *gw_guard_thread_new(gw_thread_t *thread);
+/* a client connection accepted on a worker listener: admitted (TLS, protocol, h2o) or closed */
+void gw_guard_accept(gw_guard_thread_t *gt, h2o_accept_ctx_t *actx, h2o_socket_t *sock);
+/* the pipeline's first look at a request (guards an HTTP/2 connection upgraded from HTTP/1.1) */
+void gw_guard_on_request(h2o_req_t *req);
+/* an HTTP/2 stream the client cancelled before the pipeline routed it: no upstream, no log line */
+void gw_guard_cancelled_before_routing(h2o_req_t *req);
+/* a request refused for its head (431): too many on one connection close it */
+void gw_guard_bad_request(h2o_req_t *req);
+const char *gw_guard_reason_name(int reason);
+void gw_guard_counts(uint64_t closed[GW_GUARD_REASONS], uint64_t *cancelled_before_routing, uint64_t *open);
 
 /* ---- metrics.c ------------------------------------------------------------------------------------- */
 

@@ -195,6 +195,21 @@ char *gw_metrics_render(size_t *len)
               "# HELP hegate_revocation_subscribed 1 while the revocation subscriber is subscribed and resynced.\n"
               "# TYPE hegate_revocation_subscribed gauge\nhegate_revocation_subscribed %d\n",
               gw_revocations_synced());
+    uint64_t closed[GW_GUARD_REASONS], cancelled, open;
+    gw_guard_counts(closed, &cancelled, &open);
+    sb_printf(&sb, "# HELP hegate_connections_open Client connections open now.\n"
+                   "# TYPE hegate_connections_open gauge\nhegate_connections_open %llu\n",
+              (unsigned long long)open);
+    sb_printf(&sb, "# HELP hegate_connections_closed_total Client connections the guard refused or closed, by reason.\n"
+                   "# TYPE hegate_connections_closed_total counter\n");
+    for (int r = 0; r != GW_GUARD_REASONS; ++r)
+        sb_printf(&sb, "hegate_connections_closed_total{reason=\"%s\"} %llu\n", gw_guard_reason_name(r),
+                  (unsigned long long)closed[r]);
+    sb_printf(&sb,
+              "# HELP hegate_streams_cancelled_before_routing_total HTTP/2 streams reset by the client before the gateway "
+              "routed them (no upstream, no access log line).\n"
+              "# TYPE hegate_streams_cancelled_before_routing_total counter\nhegate_streams_cancelled_before_routing_total %llu\n",
+              (unsigned long long)cancelled);
     sb_printf(&sb, "# HELP hegate_requests_total Requests answered, by route and status code.\n"
                    "# TYPE hegate_requests_total counter\n");
     for (unsigned s = 0; s != n; ++s)

@@ -139,7 +139,8 @@ static SSL_CTX *create_ssl_ctx(const gw_listen_conf_t *lc)
     return ctx;
 }
 
-static void on_accept(h2o_socket_t *listener, const char *err)
+/* the admin listener: h2o's own accept */
+static void on_admin_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
         return;
@@ -149,6 +150,21 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         if (sock == NULL)
             return;
         h2o_accept(actx, sock);
+    }
+}
+
+/* a worker listener: every client connection goes through the guard */
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    h2o_accept_ctx_t *actx = listener->data;
+    gw_thread_t *thread = H2O_STRUCT_FROM_MEMBER(gw_thread_t, ctx, actx->ctx);
+    for (int i = 0; i != 16; ++i) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        gw_guard_accept(thread->guard, actx, sock);
     }
 }
 
@@ -219,6 +235,7 @@ static void thread_init_store(gw_thread_t *thread)
         gw_log("error", "store: %s (on_store_down applies)", err);
     thread->tokcache = auth_tokcache_new(0);
     thread->revasked = gw_revocations_asked_new();
+    thread->guard = gw_guard_thread_new(thread);
     thread->ratelimit = gw_ratelimit_ctx_create(thread->loop, thread->store, conf->on_store_down, conf->nodes, server.num_threads);
     gw_metrics_set_store(thread->metrics, thread->store);
     gw_metrics_set_ratelimit(thread->metrics, thread->ratelimit);
@@ -316,7 +333,7 @@ static void *admin_main(void *arg)
     h2o_accept_ctx_t actx = {&ctx, admin_globalconf.hosts};
     h2o_socket_t *sock = h2o_evloop_socket_create(loop, server.admin_fd, H2O_SOCKET_FLAG_DONT_READ);
     sock->data = &actx;
-    h2o_socket_read_start(sock, on_accept);
+    h2o_socket_read_start(sock, on_admin_accept);
     while (1)
         h2o_evloop_run(loop, INT32_MAX);
     return NULL;
@@ -376,6 +393,8 @@ static void reload(void)
     const gw_conf_t *old = server.gen->conf;
     if (conf->num_listen != old->num_listen || conf->threads != old->threads || conf->admin.port != old->admin.port)
         gw_log("warn", "reload: listeners, threads and admin changes take effect only after a restart");
+    if (conf->limits.head_timeout_ms != old->limits.head_timeout_ms || conf->limits.idle_timeout_ms != old->limits.idle_timeout_ms)
+        gw_log("warn", "reload: limits.head_timeout and limits.idle_timeout changes take effect only after a restart");
     if (store_conf_changed(conf, old))
         gw_log("warn", "reload: redis, on_store_down and nodes changes take effect only after a restart");
     gen->serial = server.gen->serial + 1;
@@ -443,6 +462,8 @@ int gw_server_run(const char *conf_path)
      * for anything over limits.body_bytes */
     server.globalconf.max_request_entity_size = conf->limits.body_bytes * 2 + 65536;
     server.globalconf.http2.graceful_shutdown_timeout = conf->shutdown_timeout_ms;
+    server.globalconf.http1.req_timeout = conf->limits.head_timeout_ms; /* h2o: a request head (and body) on HTTP/1.1 */
+    server.globalconf.http2.idle_timeout = conf->limits.idle_timeout_ms;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&server.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     gw_pipeline_register(h2o_config_register_path(hostconf, "/", 0));
     gw_problem_register_rewriter(&hostconf->fallback_path);

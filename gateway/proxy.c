@@ -9,6 +9,7 @@
  * problem+json: 502 unreachable, 504 timeout. It never forwards a client's hop-by-hop headers.
  */
 #include <string.h>
+#include <sys/socket.h>
 #include "gateway/gateway.h"
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
     h2o_iovec_t reqbufs[2];
     h2o_buffer_t *last_content_before_send;
     h2o_doublebuffer_t sending;
+    h2o_socket_cb paused; /* the upstream reader, while reading is paused for a slow client; NULL: reading */
 } gw_proxy_t;
 
 static void attempt(gw_proxy_t *p);
@@ -214,11 +216,38 @@ static void do_send(gw_proxy_t *p)
     h2o_send(p->greq->req, &vec, vec.len != 0 ? 1 : 0, state);
 }
 
+/* Backpressure: past limits.response_buffer_bytes of an answer not yet taken by the client, the
+ * upstream is not read (its TCP window closes); below half of it, reading resumes. A client that
+ * takes nothing for the route's timeout loses the rest of the answer (the upstream read times out),
+ * and the guard's send_timeout closes its connection. */
+static size_t buffer_limit(gw_proxy_t *p)
+{
+    return p->greq->gen->conf->limits.response_buffer_bytes;
+}
+
+static void pause_if_full(gw_proxy_t *p)
+{
+    if (p->client != NULL && p->paused == NULL && p->client->sock->input->size > buffer_limit(p)) {
+        p->paused = p->client->sock->_cb.read;
+        h2o_socket_read_stop(p->client->sock);
+    }
+}
+
+static void resume_if_drained(gw_proxy_t *p)
+{
+    if (p->client != NULL && p->paused != NULL && p->client->sock->input->size <= buffer_limit(p) / 2) {
+        h2o_socket_cb cb = p->paused;
+        p->paused = NULL;
+        h2o_socket_read_start(p->client->sock, cb);
+    }
+}
+
 static void do_proceed(h2o_generator_t *generator, h2o_req_t *req)
 {
     gw_proxy_t *p = (void *)generator;
     h2o_doublebuffer_consume(&p->sending);
     do_send(p);
+    resume_if_drained(p);
 }
 
 static void do_stop(h2o_generator_t *generator, h2o_req_t *req)
@@ -246,6 +275,7 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     }
     if (p->sending.bytes_inflight == 0)
         do_send(p);
+    pause_if_full(p);
     return 0;
 }
 
@@ -318,6 +348,12 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
         eject(p->target, p->greq->thread);
         attempt_failed(p, GW_UPSTREAM_ERR_CONNECT, p->idempotent);
         return NULL;
+    }
+    if (client->sock->bytes_read == 0) { /* a new upstream connection (pooled ones have read an answer) */
+        /* h2o reads a socket dry on every event: the kernel's buffer bounds what backpressure holds */
+        int fd = h2o_socket_get_fd(client->sock), sz = (int)buffer_limit(p);
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
     }
     *reqbufs = p->reqbufs;
     *reqbufcnt = p->reqbufs[1].base != NULL && p->reqbufs[1].len != 0 ? 2 : 1;

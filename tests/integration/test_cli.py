@@ -156,3 +156,29 @@ def test_serve_refuses_bad_config(hegate_bin, confdir):
     rc, out = run(hegate_bin, "-c", str(path))
     assert rc != 0
     assert re.search(r"bad\.yaml:2\b", out), out
+
+
+GUARD_LIMITS = ("limits:\n  connections: 20000\n  connections_per_ip: 100\n  new_connections_per_ip: 20\n"
+                "  handshake_timeout: 5s\n  head_timeout: 5s\n  body_timeout: 30s\n  idle_timeout: 20s\n"
+                "  send_timeout: 15s\n  h2_resets_per_second: 50\n  h2_control_frames_per_second: 50\n"
+                "  response_buffer_bytes: 128k\n")
+
+
+def test_check_connection_guard_limits(hegate_bin, confdir):
+    """The guard's limits (README "Under attack") are checked like the rest: a good set passes, each bad
+    value is reported at its own line."""
+    good = GOOD.replace("limits: { header_bytes: 16k, body_bytes: 1m, token_bytes: 8k }\n", GUARD_LIMITS)
+    assert good != GOOD
+    (confdir / "guard.yaml").write_text(good)
+    rc, out = run(hegate_bin, "check", "-c", str(confdir / "guard.yaml"))
+    assert rc == 0, out
+    bad = (good.replace("connections_per_ip: 100", "connections_per_ip: -3")
+           .replace("head_timeout: 5s", "head_timeout: 0s")
+           .replace("h2_resets_per_second: 50", "h2_resets_per_second: lots")
+           .replace("response_buffer_bytes: 128k", "response_buffer_bytes: 1k"))
+    (confdir / "guard-bad.yaml").write_text(bad)
+    rc, out = run(hegate_bin, "check", "-c", str(confdir / "guard-bad.yaml"))
+    assert rc == 1, out
+    for needle in ("connections_per_ip: -3", "head_timeout: 0s", "h2_resets_per_second: lots", "response_buffer_bytes: 1k"):
+        line = _line_of(bad, needle)
+        assert re.search(r"guard-bad\.yaml:%d\b" % line, out), "no error at line %d (%s) in:\n%s" % (line, needle, out)

@@ -9,12 +9,9 @@
  *   before a       TLS handshake, and on cleartext ports the first bytes (HTTP/1.1 or the HTTP/2
  *   protocol       preface), within limits.handshake_timeout; then the connection is handed to
  *                  h2o's HTTP/1.1 or HTTP/2 code, the HTTP/2 one with its frame reader wrapped
- *   every HTTP/2   streams cancelled before their answer (Rapid Reset), control frames that cost the
- *   frame          server and carry nothing (PING, SETTINGS, PRIORITY, WINDOW_UPDATE without data sent,
- *                  empty frames, unknown types — swallowed here, h2o would print each one), header
- *                  blocks beyond limits.header_bytes or limits.head_timeout (CONTINUATION flood),
- *                  request bodies beyond limits.body_timeout (what h2o queues in answer to control
- *                  frames is bounded by their rate)
+ *   every HTTP/2   the frame rules of guard_frames.c: streams cancelled (Rapid Reset), control frames
+ *   frame          that cost the server and carry nothing, header blocks and request bodies beyond
+ *                  their size or time; over one, GOAWAY ENHANCE_YOUR_CALM
  *   a sweep        every 250 ms per thread: handshakes overdue, responses the client takes no byte of
  *                  for limits.send_timeout (slow readers), connections told to go that did not
  *
@@ -33,13 +30,13 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 #include "gateway/gateway.h"
+#include "gateway/guard_internal.h"
 #include <h2o/http1.h>
 #include <h2o/http2.h>
 #include <h2o/http2_internal.h>
 
 #define SWEEP_MS 250
 #define KILL_GRACE_MS 1000
-#define BODY_SLOTS 8 /* request bodies in progress remembered per HTTP/2 connection (oldest first) */
 
 /* ---- reasons ---------------------------------------------------------------------------------------- */
 
@@ -196,16 +193,6 @@ static void addr_release(int slot)
 
 typedef enum { STATE_HANDSHAKE, STATE_SNIFF, STATE_HTTP1, STATE_HTTP2 } conn_state_t;
 
-typedef struct {
-    uint32_t level; /* in 1/1000 event */
-    uint64_t last_ms;
-} bucket_t;
-
-typedef struct {
-    uint32_t stream_id;
-    uint64_t started_ms;
-} body_slot_t;
-
 typedef ssize_t (*read_expect_fn)(h2o_http2_conn_t *conn, const uint8_t *src, size_t len, const char **err_desc);
 
 struct st_gw_guard_conn_t {
@@ -224,12 +211,7 @@ struct st_gw_guard_conn_t {
     uint64_t stalled_since_ms; /* 0: not stalled */
     /* HTTP/2 */
     read_expect_fn inner;
-    bucket_t resets, control;
-    size_t written_at_window_update;
-    uint32_t max_stream_id;
-    uint32_t header_block_bytes; /* of the header block in progress; 0: none */
-    uint64_t header_block_since_ms;
-    body_slot_t bodies[BODY_SLOTS];
+    gw_h2_frames_t frames;
     unsigned bad_requests;
 };
 
@@ -316,62 +298,20 @@ static void on_socket_close(void *data)
 
 /* ---- HTTP/2: the frame reader ------------------------------------------------------------------------- */
 
-/* a leaky bucket: 1 if one more event within RATE per second, bursts of 2 s, keeps the bucket */
-static int bucket_take(bucket_t *b, uint64_t rate, uint64_t now)
-{
-    if (rate == 0)
-        return 1;
-    uint64_t drained = (now - b->last_ms) * rate, cap = rate * 2000;
-    b->level = drained >= b->level ? 0 : (uint32_t)(b->level - drained);
-    b->last_ms = now;
-    if (b->level + 1000 > cap)
-        return 0;
-    b->level += 1000;
-    return 1;
-}
-
 static gw_guard_conn_t *guard_of_sock(h2o_socket_t *sock)
 {
     return sock != NULL && sock->on_close.cb == on_socket_close ? sock->on_close.data : NULL;
 }
 
-/* A request body begins. Slots of streams that ended without our seeing it (h2o refused them) are
- * reused after twice the timeout; with every slot busy the body is not timed. */
-static void body_started(gw_guard_conn_t *g, uint32_t id, uint64_t now, uint64_t timeout)
-{
-    for (size_t i = 0; i != BODY_SLOTS; ++i) {
-        body_slot_t *s = &g->bodies[i];
-        if (s->stream_id == 0 || now - s->started_ms >= 2 * timeout) {
-            s->stream_id = id;
-            s->started_ms = now;
-            return;
-        }
-    }
-}
+static const char *const calm_detail[GW_GUARD_REASONS] = {
+    [GW_GUARD_RESETS] = "streams cancelled beyond limits.h2_resets_per_second",
+    [GW_GUARD_CONTROL_FRAMES] = "control frames beyond limits.h2_control_frames_per_second",
+    [GW_GUARD_HEADER_BLOCK] = "a header block over limits.header_bytes",
+    [GW_GUARD_HEAD_TIMEOUT] = "a header block still arriving after limits.head_timeout",
+    [GW_GUARD_BODY_TIMEOUT] = "a request body still arriving after limits.body_timeout",
+};
 
-static void body_ended(gw_guard_conn_t *g, uint32_t id)
-{
-    for (size_t i = 0; i != BODY_SLOTS; ++i)
-        if (g->bodies[i].stream_id == id)
-            g->bodies[i].stream_id = 0;
-}
-
-/* DATA for stream ID: 1 if its body began more than TIMEOUT ago (a body trickled) */
-static int body_overdue(gw_guard_conn_t *g, uint32_t id, uint64_t now, uint64_t timeout)
-{
-    for (size_t i = 0; i != BODY_SLOTS; ++i)
-        if (g->bodies[i].stream_id == id)
-            return now - g->bodies[i].started_ms >= timeout;
-    return 0;
-}
-
-#define CALM(reason_, detail)                                                                                                \
-    do {                                                                                                                       \
-        condemn(g, reason_, detail, 0);                                                                                        \
-        *err_desc = "too much of this (" detail ")";                                                                          \
-        return H2O_HTTP2_ERROR_ENHANCE_YOUR_CALM;                                                                              \
-    } while (0)
-
+/* every frame passes here first (guard_frames.c judges it), then to h2o's reader of the moment */
 static ssize_t guarded_read_expect(h2o_http2_conn_t *conn, const uint8_t *src, size_t len, const char **err_desc)
 {
     gw_guard_conn_t *g = guard_of_sock(conn->sock);
@@ -379,89 +319,22 @@ static ssize_t guarded_read_expect(h2o_http2_conn_t *conn, const uint8_t *src, s
         *err_desc = "internal error";
         return H2O_HTTP2_ERROR_INTERNAL;
     }
-    read_expect_fn inner = g->inner;
-    if (len >= H2O_HTTP2_FRAME_HEADER_SIZE) {
-        uint32_t length = h2o_http2_decode24u(src);
-        uint8_t type = src[3], flags = src[4];
-        uint32_t id = h2o_http2_decode32u(src + 5) & 0x7fffffff;
-        if (len < H2O_HTTP2_FRAME_HEADER_SIZE + length || length > H2O_HTTP2_SETTINGS_HOST.max_frame_size)
-            goto Inner; /* incomplete, the preface ("PRI" is no frame length), or an error h2o reports */
-        const gw_conf_t *conf = conf_of(g->gt);
-        uint64_t now = now_ms(g->gt);
-        int control = 0;
-        switch (type) {
-        case H2O_HTTP2_FRAME_TYPE_DATA:
-            control = length == 0 && (flags & H2O_HTTP2_FRAME_FLAG_END_STREAM) == 0;
-            if (conf->limits.body_timeout_ms != 0 && body_overdue(g, id, now, conf->limits.body_timeout_ms))
-                CALM(GW_GUARD_BODY_TIMEOUT, "a request body still arriving after limits.body_timeout");
-            if ((flags & H2O_HTTP2_FRAME_FLAG_END_STREAM) != 0)
-                body_ended(g, id);
-            break;
-        case H2O_HTTP2_FRAME_TYPE_HEADERS:
-            if ((flags & H2O_HTTP2_FRAME_FLAG_END_HEADERS) == 0) {
-                g->header_block_bytes = length != 0 ? length : 1;
-                g->header_block_since_ms = now;
-                control = length == 0;
-            }
-            if ((flags & H2O_HTTP2_FRAME_FLAG_END_STREAM) == 0) {
-                if (id > g->max_stream_id && conf->limits.body_timeout_ms != 0) /* a new stream (else: trailers to come) */
-                    body_started(g, id, now, conf->limits.body_timeout_ms);
-            } else {
-                body_ended(g, id);
-            }
-            if (id > g->max_stream_id)
-                g->max_stream_id = id;
-            break;
-        case H2O_HTTP2_FRAME_TYPE_CONTINUATION:
-            g->header_block_bytes += length;
-            control = length == 0 && (flags & H2O_HTTP2_FRAME_FLAG_END_HEADERS) == 0;
-            if (g->header_block_bytes > conf->limits.header_bytes + 1024) /* h2o drops the excess, and reads on */
-                CALM(GW_GUARD_HEADER_BLOCK, "a header block over limits.header_bytes");
-            if (conf->limits.head_timeout_ms != 0 && now - g->header_block_since_ms >= conf->limits.head_timeout_ms)
-                CALM(GW_GUARD_HEAD_TIMEOUT, "a header block still arriving after limits.head_timeout");
-            if ((flags & H2O_HTTP2_FRAME_FLAG_END_HEADERS) != 0)
-                g->header_block_bytes = 0;
-            break;
-        case H2O_HTTP2_FRAME_TYPE_RST_STREAM:
-            /* a client cancels what it asked for; one that cancels at this rate asks in order to cancel */
-            body_ended(g, id);
-            if (!bucket_take(&g->resets, conf->limits.h2_resets_per_second, now))
-                CALM(GW_GUARD_RESETS, "streams cancelled beyond limits.h2_resets_per_second");
-            break;
-        case H2O_HTTP2_FRAME_TYPE_PING: /* h2o sends no PING and one SETTINGS: every one of these costs it */
-        case H2O_HTTP2_FRAME_TYPE_SETTINGS:
-        case H2O_HTTP2_FRAME_TYPE_PRIORITY:
-            control = 1;
-            break;
-        case H2O_HTTP2_FRAME_TYPE_WINDOW_UPDATE:
-            /* a receiver acknowledges what it was sent: free while data went out since the last one */
-            control = g->sock->bytes_written - g->written_at_window_update < 1024;
-            g->written_at_window_update = g->sock->bytes_written;
-            break;
-        case H2O_HTTP2_FRAME_TYPE_GOAWAY:
-            break;
-        default:
-            if (type > H2O_HTTP2_FRAME_TYPE_CONTINUATION && g->header_block_bytes == 0) { /* (inside a header block h2o refuses it) */
-                /* an extension frame: ignored, as RFC 9113 §4.1 says (h2o would print a line for each) */
-                if (!bucket_take(&g->control, conf->limits.h2_control_frames_per_second, now))
-                    CALM(GW_GUARD_CONTROL_FRAMES, "control frames beyond limits.h2_control_frames_per_second");
-                return H2O_HTTP2_FRAME_HEADER_SIZE + length;
-            }
-            break;
-        }
-        if (control && !bucket_take(&g->control, conf->limits.h2_control_frames_per_second, now))
-            CALM(GW_GUARD_CONTROL_FRAMES, "control frames beyond limits.h2_control_frames_per_second");
+    size_t frame_len = 0;
+    int verdict = gw_h2_frame_check(&g->frames, conf_of(g->gt), src, len, now_ms(g->gt), g->sock->bytes_written, &frame_len);
+    if (verdict >= 0) {
+        condemn(g, verdict, calm_detail[verdict], 0);
+        *err_desc = calm_detail[verdict];
+        return H2O_HTTP2_ERROR_ENHANCE_YOUR_CALM;
     }
-Inner:;
-    ssize_t ret = inner(conn, src, len, err_desc);
+    if (verdict == GW_H2_FRAME_IGNORE)
+        return (ssize_t)frame_len;
+    ssize_t ret = g->inner(conn, src, len, err_desc);
     if (conn->_read_expect != guarded_read_expect) { /* h2o moved on (preface → frames → CONTINUATION → frames) */
         g->inner = conn->_read_expect;
         conn->_read_expect = guarded_read_expect;
     }
     return ret;
 }
-
-#undef CALM
 
 static void wrap_h2(gw_guard_conn_t *g, h2o_http2_conn_t *conn)
 {
@@ -471,7 +344,7 @@ static void wrap_h2(gw_guard_conn_t *g, h2o_http2_conn_t *conn)
     conn->_read_expect = guarded_read_expect;
     g->state = STATE_HTTP2;
     g->deadline_ms = 0;
-    g->written_at_window_update = g->sock->bytes_written;
+    g->frames.written_at_window_update = g->sock->bytes_written;
 }
 
 /* hands SOCK to h2o's HTTP/2 code with the frame reader wrapped before any input is read */

@@ -1,0 +1,164 @@
+/*
+ * tests/unit/gateway/test_guard_frames.c — gateway/guard_frames.c, the connection guard's HTTP/2 frame
+ * rules without h2o: the leaky bucket, the cancelled-stream and control-frame budgets, header blocks
+ * bounded in size and time, trickled bodies, extension frames ignored, and bytes that are no frame yet.
+ */
+#include "tests/unit/unit.h"
+#include <string.h>
+#include "gateway/gateway.h"
+#include "gateway/guard_internal.h"
+
+static gw_conf_t conf;
+
+static int setup(void **state)
+{
+    memset(&conf, 0, sizeof(conf));
+    conf.limits.header_bytes = 4096;
+    conf.limits.head_timeout_ms = 10000;
+    conf.limits.body_timeout_ms = 60000;
+    conf.limits.h2_resets_per_second = 100;
+    conf.limits.h2_control_frames_per_second = 10;
+    return 0;
+}
+
+/* a frame header with LENGTH bytes of payload after it, in BUF */
+static size_t frame(uint8_t *buf, uint32_t length, uint8_t type, uint8_t flags, uint32_t id)
+{
+    buf[0] = (uint8_t)(length >> 16), buf[1] = (uint8_t)(length >> 8), buf[2] = (uint8_t)length;
+    buf[3] = type, buf[4] = flags;
+    buf[5] = (uint8_t)(id >> 24), buf[6] = (uint8_t)(id >> 16), buf[7] = (uint8_t)(id >> 8), buf[8] = (uint8_t)id;
+    memset(buf + 9, 0, length);
+    return 9 + length;
+}
+
+static uint8_t buf[9 + 16384];
+
+static int check(gw_h2_frames_t *s, uint32_t length, uint8_t type, uint8_t flags, uint32_t id, uint64_t now, size_t written)
+{
+    size_t n = frame(buf, length, type, flags, id), flen = 0;
+    int v = gw_h2_frame_check(s, &conf, buf, n, now, written, &flen);
+    if (v != GW_H2_FRAME_PASS)
+        assert_int_equal(flen, n);
+    return v;
+}
+
+static void test_bucket(void **state)
+{
+    gw_bucket_t b = {0, 1000};
+    for (int i = 0; i != 20; ++i) /* bursts of two seconds' worth */
+        assert_true(gw_bucket_take(&b, 10, 1000));
+    assert_false(gw_bucket_take(&b, 10, 1000));
+    assert_false(gw_bucket_take(&b, 10, 1099));
+    assert_true(gw_bucket_take(&b, 10, 1100)); /* 100 ms drain one event at 10/s */
+    assert_false(gw_bucket_take(&b, 10, 1100));
+    gw_bucket_t off = {0, 0};
+    for (int i = 0; i != 100000; ++i)
+        assert_true(gw_bucket_take(&off, 0, 5));
+}
+
+static void test_rapid_reset_budget(void **state)
+{
+    gw_h2_frames_t s = {0};
+    for (uint32_t i = 0; i != 200; ++i) {
+        assert_int_equal(check(&s, 10, 1, 0x5, 1 + 2 * i, 1000, 0), GW_H2_FRAME_PASS); /* HEADERS END_STREAM|END_HEADERS */
+        assert_int_equal(check(&s, 4, 3, 0, 1 + 2 * i, 1000, 0), GW_H2_FRAME_PASS);     /* RST_STREAM */
+    }
+    assert_int_equal(check(&s, 4, 3, 0, 401, 1000, 0), GW_GUARD_RESETS);
+    gw_h2_frames_t calm = {0}; /* 100 a second for a minute is within the budget */
+    for (uint64_t t = 0; t != 6000; ++t)
+        assert_int_equal(check(&calm, 4, 3, 0, 1, 10000 + t * 10, 0), GW_H2_FRAME_PASS);
+}
+
+static void test_control_frames(void **state)
+{
+    static const uint8_t types[] = {6 /* PING */, 4 /* SETTINGS */, 2 /* PRIORITY */};
+    for (size_t t = 0; t != sizeof(types); ++t) {
+        gw_h2_frames_t s = {0};
+        for (int i = 0; i != 20; ++i)
+            assert_int_equal(check(&s, types[t] == 6 ? 8 : 5, types[t], 0, types[t] == 2 ? 3 : 0, 500, 0), GW_H2_FRAME_PASS);
+        assert_int_equal(check(&s, 8, types[t], 0, 0, 500, 0), GW_GUARD_CONTROL_FRAMES);
+    }
+    /* WINDOW_UPDATE: free while the server sent data since the last one, counted when it did not */
+    gw_h2_frames_t w = {0};
+    for (size_t i = 0; i != 1000; ++i)
+        assert_int_equal(check(&w, 4, 8, 0, 1, 500, (i + 1) * 16384), GW_H2_FRAME_PASS);
+    for (int i = 0; i != 20; ++i)
+        assert_int_equal(check(&w, 4, 8, 0, 1, 500, 1000 * 16384), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&w, 4, 8, 0, 1, 500, 1000 * 16384), GW_GUARD_CONTROL_FRAMES);
+    /* empty DATA that ends nothing is a control frame too */
+    gw_h2_frames_t d = {0};
+    for (int i = 0; i != 20; ++i)
+        assert_int_equal(check(&d, 0, 0, 0, 1, 500, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&d, 0, 0, 0, 1, 500, 0), GW_GUARD_CONTROL_FRAMES);
+}
+
+static void test_extension_frames_are_ignored(void **state)
+{
+    gw_h2_frames_t s = {0};
+    for (int i = 0; i != 20; ++i)
+        assert_int_equal(check(&s, 4, 0x77, 0, 0, 500, 0), GW_H2_FRAME_IGNORE);
+    assert_int_equal(check(&s, 4, 0x77, 0, 0, 500, 0), GW_GUARD_CONTROL_FRAMES);
+    /* inside a header block h2o must see it (and refuse it) */
+    gw_h2_frames_t h = {0};
+    assert_int_equal(check(&h, 100, 1, 0, 1, 500, 0), GW_H2_FRAME_PASS); /* HEADERS without END_HEADERS */
+    assert_int_equal(check(&h, 4, 0x77, 0, 0, 500, 0), GW_H2_FRAME_PASS);
+}
+
+static void test_header_block_size_and_time(void **state)
+{
+    gw_h2_frames_t s = {0};
+    assert_int_equal(check(&s, 100, 1, 0x1, 1, 500, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&s, 4096, 9, 0, 1, 500, 0), GW_H2_FRAME_PASS);  /* 4196 ≤ 4096 + 1024 */
+    assert_int_equal(check(&s, 1000, 9, 0, 1, 500, 0), GW_GUARD_HEADER_BLOCK);
+    gw_h2_frames_t t = {0};
+    assert_int_equal(check(&t, 100, 1, 0x1, 1, 500, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&t, 1, 9, 0, 1, 10499, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&t, 1, 9, 0x4, 1, 10500, 0), GW_GUARD_HEAD_TIMEOUT);
+    gw_h2_frames_t ok = {0}; /* a block ended in time resets the count */
+    for (uint32_t id = 1; id != 41; id += 2) {
+        assert_int_equal(check(&ok, 1000, 1, 0x1, id, 500, 0), GW_H2_FRAME_PASS);
+        assert_int_equal(check(&ok, 3000, 9, 0x4, id, 500, 0), GW_H2_FRAME_PASS);
+    }
+}
+
+static void test_trickled_body(void **state)
+{
+    gw_h2_frames_t s = {0};
+    assert_int_equal(check(&s, 20, 1, 0x4, 1, 1000, 0), GW_H2_FRAME_PASS); /* HEADERS, a body to come */
+    assert_int_equal(check(&s, 20, 1, 0x4, 3, 1000, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&s, 1, 0, 0, 1, 60999, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&s, 1, 0, 0x1, 3, 30000, 0), GW_H2_FRAME_PASS); /* stream 3 ends in time */
+    assert_int_equal(check(&s, 1, 0, 0, 3, 90000, 0), GW_H2_FRAME_PASS);   /* (not timed any more) */
+    assert_int_equal(check(&s, 1, 0, 0, 1, 61000, 0), GW_GUARD_BODY_TIMEOUT);
+    gw_h2_frames_t r = {0}; /* a stream reset stops its clock */
+    assert_int_equal(check(&r, 20, 1, 0x4, 1, 1000, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&r, 4, 3, 0, 1, 2000, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&r, 1, 0, 0, 1, 100000, 0), GW_H2_FRAME_PASS);
+}
+
+static void test_not_a_frame_yet(void **state)
+{
+    gw_h2_frames_t s = {0};
+    size_t flen = 0;
+    static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    assert_int_equal(gw_h2_frame_check(&s, &conf, preface, sizeof(preface) - 1, 0, 0, &flen), GW_H2_FRAME_PASS);
+    size_t n = frame(buf, 100, 0x77, 0, 0);
+    assert_int_equal(gw_h2_frame_check(&s, &conf, buf, n - 1, 0, 0, &flen), GW_H2_FRAME_PASS); /* incomplete */
+    assert_int_equal(gw_h2_frame_check(&s, &conf, buf, 8, 0, 0, &flen), GW_H2_FRAME_PASS);
+    gw_h2_frames_t fresh = {0};
+    assert_memory_equal(&s, &fresh, sizeof(s)); /* nothing counted */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_bucket, setup),
+        cmocka_unit_test_setup(test_rapid_reset_budget, setup),
+        cmocka_unit_test_setup(test_control_frames, setup),
+        cmocka_unit_test_setup(test_extension_frames_are_ignored, setup),
+        cmocka_unit_test_setup(test_header_block_size_and_time, setup),
+        cmocka_unit_test_setup(test_trickled_body, setup),
+        cmocka_unit_test_setup(test_not_a_frame_yet, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

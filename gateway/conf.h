@@ -117,6 +117,7 @@ typedef struct {
     char *keys_dir;  /* resolved; default "keys" */
     struct {
         uint64_t header_bytes; /* default 16k */
+        unsigned header_fields; /* in one HTTP/2 header block (HTTP/1.1: h2o's own 100); default 100 */
         uint64_t body_bytes;   /* default 1m */
         uint64_t token_bytes;  /* default 8k */
         /* the connection guard (guard.c); 0 turns one off */

@@ -156,6 +156,7 @@ static const gw_conf_field_t keys_fields[] = {
 
 static const gw_conf_field_t limits_fields[] = {
     F_SIZE(gw_conf_t, "header_bytes", limits.header_bytes, 1, (uint64_t)1 << 30),
+    F_UINT(gw_conf_t, "header_fields", limits.header_fields, 0, 1 << 16),
     F_SIZE(gw_conf_t, "body_bytes", limits.body_bytes, 1, (uint64_t)1 << 30),
     F_SIZE(gw_conf_t, "token_bytes", limits.token_bytes, 1, (uint64_t)1 << 30),
     F_UINT(gw_conf_t, "connections", limits.connections, 0, 1 << 24),
@@ -582,6 +583,7 @@ static void set_defaults(gw_conf_ctx_t *c)
     conf->admin.port = 9090;
     conf->redis.timeout_ms = 50;
     conf->limits.header_bytes = 16 << 10;
+    conf->limits.header_fields = 100;
     conf->limits.body_bytes = 1 << 20;
     conf->limits.token_bytes = 8 << 10;
     conf->limits.connections = 16384;

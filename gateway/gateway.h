@@ -328,6 +328,7 @@ enum {
     GW_GUARD_RESETS,            /* HTTP/2 streams cancelled (RST_STREAM) over limits.h2_resets_per_second */
     GW_GUARD_CONTROL_FRAMES,    /* PING, SETTINGS, PRIORITY, idle WINDOW_UPDATE, empty and unknown frames */
     GW_GUARD_HEADER_BLOCK,      /* an HTTP/2 header block over limits.header_bytes (CONTINUATION flood) */
+    GW_GUARD_HEADER_FIELDS,     /* an HTTP/2 header block of more than limits.header_fields fields (HPACK bomb) */
     GW_GUARD_HEAD_TIMEOUT,      /* an HTTP/2 header block still arriving after limits.head_timeout */
     GW_GUARD_BODY_TIMEOUT,      /* an HTTP/2 request body still arriving after limits.body_timeout */
     GW_GUARD_SEND_TIMEOUT,      /* no byte of a response taken for limits.send_timeout */

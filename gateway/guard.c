@@ -48,6 +48,7 @@ static const char *const reason_names[GW_GUARD_REASONS] = {
     [GW_GUARD_RESETS] = "resets",
     [GW_GUARD_CONTROL_FRAMES] = "control_frames",
     [GW_GUARD_HEADER_BLOCK] = "header_block",
+    [GW_GUARD_HEADER_FIELDS] = "header_fields",
     [GW_GUARD_HEAD_TIMEOUT] = "head_timeout",
     [GW_GUARD_BODY_TIMEOUT] = "body_timeout",
     [GW_GUARD_SEND_TIMEOUT] = "send_timeout",
@@ -307,6 +308,7 @@ static const char *const calm_detail[GW_GUARD_REASONS] = {
     [GW_GUARD_RESETS] = "streams cancelled beyond limits.h2_resets_per_second",
     [GW_GUARD_CONTROL_FRAMES] = "control frames beyond limits.h2_control_frames_per_second",
     [GW_GUARD_HEADER_BLOCK] = "a header block over limits.header_bytes",
+    [GW_GUARD_HEADER_FIELDS] = "a header block of more fields than limits.header_fields",
     [GW_GUARD_HEAD_TIMEOUT] = "a header block still arriving after limits.head_timeout",
     [GW_GUARD_BODY_TIMEOUT] = "a request body still arriving after limits.body_timeout",
 };

@@ -8,7 +8,8 @@
  *   WINDOW_UPDATE without data      (acknowledge, reprioritise, reschedule) and carry no request
  *   sent, empty DATA / HEADERS /
  *   CONTINUATION, unknown types     (these are ignored, as RFC 9113 §4.1 says, and never reach h2o)
- *   HEADERS + CONTINUATION          the block within limits.header_bytes (+1 KiB) and limits.head_timeout
+ *   HEADERS + CONTINUATION          the block within limits.header_bytes (+1 KiB), limits.header_fields
+ *                                   (counted without decoding: HPACK bomb) and limits.head_timeout
  *   HEADERS … DATA                  a request body within limits.body_timeout
  */
 #include <string.h>
@@ -43,6 +44,76 @@ int gw_bucket_take(gw_bucket_t *b, uint64_t rate, uint64_t now_ms)
         return 0;
     b->level += 1000;
     return 1;
+}
+
+enum { AT_FIELD, IN_INDEX, AT_STRING, IN_LENGTH, IN_STRING };
+
+uint32_t gw_hpack_walk(gw_hpack_walk_t *w, const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    while (p != end) {
+        if (w->state == IN_STRING) { /* skip the string's bytes at once */
+            size_t n = (size_t)(end - p) < w->skip ? (size_t)(end - p) : w->skip;
+            p += n, w->skip -= (uint32_t)n;
+            if (w->skip == 0)
+                w->state = --w->strings != 0 ? AT_STRING : AT_FIELD;
+            continue;
+        }
+        uint8_t b = *p++;
+        switch (w->state) {
+        case AT_FIELD: {
+            unsigned prefix, index;
+            if (b & 0x80) { /* indexed field */
+                prefix = 7, index = b & 0x7f, w->strings = 0;
+            } else if (b & 0x40) { /* literal with incremental indexing */
+                prefix = 6, index = b & 0x3f, w->strings = index == 0 ? 2 : 1;
+            } else if (b & 0x20) { /* dynamic table size update: no field */
+                prefix = 5, index = b & 0x1f, w->strings = 0, --w->fields;
+            } else { /* literal without indexing / never indexed */
+                prefix = 4, index = b & 0x0f, w->strings = index == 0 ? 2 : 1;
+            }
+            ++w->fields;
+            if (index == (1u << prefix) - 1)
+                w->state = IN_INDEX;
+            else
+                w->state = w->strings != 0 ? AT_STRING : AT_FIELD;
+            break;
+        }
+        case IN_INDEX: /* continuation bytes of an index (its value does not matter here) */
+            if ((b & 0x80) == 0)
+                w->state = w->strings != 0 ? AT_STRING : AT_FIELD;
+            break;
+        case AT_STRING:
+            w->skip = b & 0x7f, w->shift = 0;
+            w->state = w->skip == 0x7f ? IN_LENGTH : IN_STRING;
+            break;
+        case IN_LENGTH:
+            if (w->shift < 28) /* longer than any block h2o accepts: what follows is h2o's to refuse */
+                w->skip += (uint32_t)(b & 0x7f) << w->shift;
+            w->shift += 7;
+            if ((b & 0x80) == 0)
+                w->state = IN_STRING;
+            break;
+        }
+    }
+    return w->fields;
+}
+
+/* the header block fragment of a HEADERS frame (PAYLOAD, LENGTH bytes): without padding and priority */
+static size_t headers_fragment(const uint8_t *payload, size_t length, uint8_t flags, const uint8_t **fragment)
+{
+    size_t start = 0, pad = 0;
+    if (flags & 0x8) { /* PADDED */
+        if (length < 1)
+            return 0;
+        pad = payload[0], start = 1;
+    }
+    if (flags & 0x20) /* PRIORITY */
+        start += 5;
+    if (start + pad > length)
+        return 0; /* h2o refuses it (PROTOCOL_ERROR) */
+    *fragment = payload + start;
+    return length - start - pad;
 }
 
 /* A request body begins. Slots of streams that ended unseen here (h2o refused them) are reused after
@@ -93,7 +164,12 @@ int gw_h2_frame_check(gw_h2_frames_t *s, const gw_conf_t *conf, const uint8_t *s
         if ((flags & FLAG_END_STREAM) != 0)
             body_ended(s, id);
         break;
-    case FRAME_HEADERS:
+    case FRAME_HEADERS: {
+        const uint8_t *fragment = NULL;
+        size_t n = headers_fragment(src + FRAME_HEADER_SIZE, length, flags, &fragment);
+        memset(&s->fields, 0, sizeof(s->fields));
+        if (conf->limits.header_fields != 0 && gw_hpack_walk(&s->fields, fragment, n) > conf->limits.header_fields)
+            return GW_GUARD_HEADER_FIELDS;
         if ((flags & FLAG_END_HEADERS) == 0) {
             s->header_block_bytes = length != 0 ? length : 1;
             s->header_block_since_ms = now;
@@ -108,11 +184,15 @@ int gw_h2_frame_check(gw_h2_frames_t *s, const gw_conf_t *conf, const uint8_t *s
         if (id > s->max_stream_id)
             s->max_stream_id = id;
         break;
+    }
     case FRAME_CONTINUATION:
         s->header_block_bytes += length;
         control = length == 0 && (flags & FLAG_END_HEADERS) == 0;
         if (s->header_block_bytes > conf->limits.header_bytes + 1024) /* h2o would drop the excess, and read on */
             return GW_GUARD_HEADER_BLOCK;
+        if (conf->limits.header_fields != 0 &&
+            gw_hpack_walk(&s->fields, src + FRAME_HEADER_SIZE, length) > conf->limits.header_fields)
+            return GW_GUARD_HEADER_FIELDS;
         if (conf->limits.head_timeout_ms != 0 && now - s->header_block_since_ms >= conf->limits.head_timeout_ms)
             return GW_GUARD_HEAD_TIMEOUT;
         if ((flags & FLAG_END_HEADERS) != 0)

@@ -21,6 +21,19 @@ typedef struct {
  * RATE 0: no limit. */
 int gw_bucket_take(gw_bucket_t *b, uint64_t rate, uint64_t now_ms);
 
+/* A walk over an HPACK header block (RFC 7541 §6), fed a fragment at a time: it counts the field
+ * representations and skips their strings without decoding them. Zeroed at the start of a block. */
+typedef struct {
+    uint8_t state;   /* where in a representation the next byte falls (guard_frames.c) */
+    uint8_t strings; /* strings still to come in this representation */
+    uint8_t shift;   /* of a string length's continuation bytes */
+    uint32_t skip;   /* string bytes still to skip */
+    uint32_t fields; /* representations begun, dynamic table size updates aside */
+} gw_hpack_walk_t;
+
+/* counts the fields in the LEN bytes of a header block fragment at P; returns the count so far */
+uint32_t gw_hpack_walk(gw_hpack_walk_t *w, const uint8_t *p, size_t len);
+
 /* what the guard remembers of one HTTP/2 connection's frames (zeroed at the start) */
 typedef struct {
     gw_bucket_t resets, control;
@@ -28,6 +41,7 @@ typedef struct {
     uint32_t max_stream_id;
     uint32_t header_block_bytes; /* of the header block in progress; 0: none */
     uint64_t header_block_since_ms;
+    gw_hpack_walk_t fields; /* of the header block in progress, or the last one */
     struct {
         uint32_t stream_id; /* 0: free */
         uint64_t started_ms;

@@ -1,7 +1,7 @@
 /*
  * tests/unit/gateway/test_guard_frames.c — gateway/guard_frames.c, the connection guard's HTTP/2 frame
  * rules without h2o: the leaky bucket, the cancelled-stream and control-frame budgets, header blocks
- * bounded in size and time, trickled bodies, extension frames ignored, and bytes that are no frame yet.
+ * bounded in size, fields (the HPACK walk) and time, trickled bodies, extension frames ignored, and bytes that are no frame yet.
  */
 #include "tests/unit/unit.h"
 #include <string.h>
@@ -121,6 +121,81 @@ static void test_header_block_size_and_time(void **state)
     }
 }
 
+/* every kind of representation, with long indexes and lengths (RFC 7541 §5.1 continuation bytes) */
+static const uint8_t block[] = {
+    0x82,                                  /* indexed: :method GET */
+    0x41, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', /* incremental indexing, name 1: :authority */
+    0x40, 0x03, 'a', 'b', 'c', 0x7f, 0x01, /* incremental indexing, new name, a value of 128 bytes: */
+};
+static const uint8_t block_tail[] = {
+    0x3f, 0xe1, 0x1f,                     /* dynamic table size update 4096: no field */
+    0x0f, 0x0d, 0x01, 'x',                /* without indexing, name 28 (content-length) */
+    0x10, 0x81, 0xff, 0x00,               /* never indexed, new name (1 byte, Huffman), empty value */
+    0xff, 0x00,                           /* indexed 127 */
+};
+
+static size_t whole_block(uint8_t *out)
+{
+    size_t n = 0;
+    memcpy(out, block, sizeof(block)), n += sizeof(block);
+    memset(out + n, 'v', 128), n += 128;
+    memcpy(out + n, block_tail, sizeof(block_tail)), n += sizeof(block_tail);
+    return n;
+}
+
+static void test_hpack_walk(void **state)
+{
+    uint8_t b[512];
+    size_t n = whole_block(b);
+    gw_hpack_walk_t w = {0};
+    assert_int_equal(gw_hpack_walk(&w, b, n), 6);
+    gw_hpack_walk_t bytewise = {0}; /* fragments end anywhere: inside an index, a length, a string */
+    for (size_t i = 0; i != n; ++i)
+        gw_hpack_walk(&bytewise, b + i, 1);
+    assert_int_equal(bytewise.fields, 6);
+    assert_int_equal(bytewise.state, w.state);
+    gw_hpack_walk_t twice = {0};
+    gw_hpack_walk(&twice, b, n);
+    assert_int_equal(gw_hpack_walk(&twice, b, n), 12);
+}
+
+/* HEADERS (+ CONTINUATION) of FIELDS indexed fields (one byte each), FIRST of them in the HEADERS frame */
+static int indexed_fields(gw_h2_frames_t *s, uint32_t fields, uint32_t first, uint8_t headers_flags)
+{
+    size_t n = frame(buf, first, 1, headers_flags | (first == fields ? 0x4 : 0), 1);
+    memset(buf + 9, 0x82, first);
+    size_t flen = 0;
+    int v = gw_h2_frame_check(s, &conf, buf, n, 500, 0, &flen);
+    if (v != GW_H2_FRAME_PASS || first == fields)
+        return v;
+    n = frame(buf, fields - first, 9, 0x4, 1);
+    memset(buf + 9, 0x82, fields - first);
+    return gw_h2_frame_check(s, &conf, buf, n, 500, 0, &flen);
+}
+
+static void test_header_fields(void **state)
+{
+    conf.limits.header_fields = 100;
+    gw_h2_frames_t s = {0};
+    assert_int_equal(indexed_fields(&s, 100, 100, 0x1), GW_H2_FRAME_PASS);
+    assert_int_equal(indexed_fields(&s, 100, 100, 0x1), GW_H2_FRAME_PASS); /* each block counts from zero */
+    assert_int_equal(indexed_fields(&s, 101, 101, 0x1), GW_GUARD_HEADER_FIELDS);
+    gw_h2_frames_t c = {0};
+    assert_int_equal(indexed_fields(&c, 101, 60, 0x1), GW_GUARD_HEADER_FIELDS); /* counted across CONTINUATION */
+    gw_h2_frames_t c2 = {0};
+    assert_int_equal(indexed_fields(&c2, 100, 60, 0x1), GW_H2_FRAME_PASS);
+    /* padding and priority are not fields: 100 fields, 5 bytes of priority and 40 of padding */
+    gw_h2_frames_t p = {0};
+    size_t n = frame(buf, 1 + 5 + 100 + 40, 1, 0x4 | 0x8 | 0x20, 1), flen = 0;
+    buf[9] = 40;
+    memset(buf + 9 + 1 + 5, 0x82, 100);
+    memset(buf + 9 + 1 + 5 + 100, 0x82, 40);
+    assert_int_equal(gw_h2_frame_check(&p, &conf, buf, n, 500, 0, &flen), GW_H2_FRAME_PASS);
+    conf.limits.header_fields = 0; /* off */
+    gw_h2_frames_t off = {0};
+    assert_int_equal(indexed_fields(&off, 5000, 5000, 0x1), GW_H2_FRAME_PASS);
+}
+
 static void test_trickled_body(void **state)
 {
     gw_h2_frames_t s = {0};
@@ -157,6 +232,8 @@ int main(void)
         cmocka_unit_test_setup(test_control_frames, setup),
         cmocka_unit_test_setup(test_extension_frames_are_ignored, setup),
         cmocka_unit_test_setup(test_header_block_size_and_time, setup),
+        cmocka_unit_test_setup(test_hpack_walk, setup),
+        cmocka_unit_test_setup(test_header_fields, setup),
         cmocka_unit_test_setup(test_trickled_body, setup),
         cmocka_unit_test_setup(test_not_a_frame_yet, setup),
     };

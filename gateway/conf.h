@@ -132,6 +132,7 @@ typedef struct {
         unsigned h2_resets_per_second;   /* streams a client cancels, per connection; default 100 */
         unsigned h2_control_frames_per_second; /* per connection; default 100 */
         uint64_t response_buffer_bytes;  /* of an upstream's answer held for a slow client; default 256k */
+        uint64_t response_buffer_total;  /* of every answer held, per process (shared out by thread); default 32m */
     } limits;
     struct {
         uint64_t access_ttl_ms;  /* default 15m */

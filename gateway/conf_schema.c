@@ -170,6 +170,7 @@ static const gw_conf_field_t limits_fields[] = {
     F_UINT(gw_conf_t, "h2_resets_per_second", limits.h2_resets_per_second, 0, 1 << 20),
     F_UINT(gw_conf_t, "h2_control_frames_per_second", limits.h2_control_frames_per_second, 0, 1 << 20),
     F_SIZE(gw_conf_t, "response_buffer_bytes", limits.response_buffer_bytes, 16384, (uint64_t)1 << 30),
+    F_SIZE(gw_conf_t, "response_buffer_total", limits.response_buffer_total, 0, (uint64_t)1 << 40),
     F_END,
 };
 
@@ -597,6 +598,7 @@ static void set_defaults(gw_conf_ctx_t *c)
     conf->limits.h2_resets_per_second = 100;
     conf->limits.h2_control_frames_per_second = 100;
     conf->limits.response_buffer_bytes = 256 << 10;
+    conf->limits.response_buffer_total = 32 << 20;
     conf->tokens.access_ttl_ms = 15 * 60000;
     conf->tokens.refresh_ttl_ms = 30ull * 86400000;
     conf->tokens.session_ttl_ms = 30ull * 86400000;

@@ -174,6 +174,7 @@ struct st_gw_thread_t {
     uint64_t reqid_prefix;
     uint64_t reqid_counter;
     size_t inflight;
+    size_t response_held; /* bytes of upstream answers read and not yet taken by their clients (proxy.c) */
     gw_metrics_t *metrics;
     gw_store_t *store; /* NULL if the store config is unusable (then on_store_down applies) */
     gw_ratelimit_ctx_t *ratelimit;

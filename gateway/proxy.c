@@ -28,7 +28,11 @@ typedef struct {
     h2o_buffer_t *last_content_before_send;
     h2o_doublebuffer_t sending;
     h2o_socket_cb paused; /* the upstream reader, while reading is paused for a slow client; NULL: reading */
+    gw_thread_t *thread;  /* the request's thread */
+    size_t held;          /* what this answer counts in thread->response_held */
 } gw_proxy_t;
+
+#define UPSTREAM_RCVBUF (32 << 10)
 
 static void attempt(gw_proxy_t *p);
 
@@ -217,12 +221,30 @@ static void do_send(gw_proxy_t *p)
 }
 
 /* Backpressure: past limits.response_buffer_bytes of an answer not yet taken by the client, the
- * upstream is not read (its TCP window closes); below half of it, reading resumes. A client that
+ * upstream is not read (its TCP window closes); below half of it, reading resumes. While the thread
+ * holds more than its share of limits.response_buffer_total for all its clients, no answer with
+ * anything untaken is read: many slow readers cost the share, plus one read each. A client that
  * takes nothing for the route's timeout loses the rest of the answer (the upstream read times out),
  * and the guard's send_timeout closes its connection. */
 static size_t buffer_limit(gw_proxy_t *p)
 {
-    return p->greq->gen->conf->limits.response_buffer_bytes;
+    const gw_conf_t *conf = p->greq->gen->conf;
+    uint64_t share = conf->limits.response_buffer_total / (conf->threads != 0 ? conf->threads : 1);
+    if (share != 0 && p->thread->response_held > share)
+        return 0;
+    return conf->limits.response_buffer_bytes;
+}
+
+/* keeps thread->response_held up to date with what this answer holds now */
+static void account(gw_proxy_t *p)
+{
+    size_t now = p->sending.buf != NULL ? p->sending.buf->size : 0;
+    if (p->client != NULL)
+        now += p->client->sock->input->size;
+    else if (p->last_content_before_send != NULL)
+        now += p->last_content_before_send->size;
+    p->thread->response_held = p->thread->response_held - p->held + now;
+    p->held = now;
 }
 
 static void pause_if_full(gw_proxy_t *p)
@@ -247,6 +269,7 @@ static void do_proceed(h2o_generator_t *generator, h2o_req_t *req)
     gw_proxy_t *p = (void *)generator;
     h2o_doublebuffer_consume(&p->sending);
     do_send(p);
+    account(p);
     resume_if_drained(p);
 }
 
@@ -275,6 +298,7 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     }
     if (p->sending.bytes_inflight == 0)
         do_send(p);
+    account(p);
     pause_if_full(p);
     return 0;
 }
@@ -350,8 +374,11 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
         return NULL;
     }
     if (client->sock->bytes_read == 0) { /* a new upstream connection (pooled ones have read an answer) */
-        /* h2o reads a socket dry on every event: the kernel's buffer bounds what backpressure holds */
-        int fd = h2o_socket_get_fd(client->sock), sz = (int)buffer_limit(p);
+        /* h2o reads a socket dry on every event: the kernel's buffer bounds what one read adds to what
+         * backpressure holds (Linux doubles the value given: 64 KiB) */
+        int fd = h2o_socket_get_fd(client->sock), sz = (int)p->greq->gen->conf->limits.response_buffer_bytes;
+        if (sz > UPSTREAM_RCVBUF)
+            sz = UPSTREAM_RCVBUF;
         if (fd >= 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
     }
@@ -395,6 +422,7 @@ static void on_proxy_dispose(void *_p)
         p->client = NULL;
     }
     h2o_timeout_unlink(&p->deadline);
+    p->thread->response_held -= p->held;
     h2o_buffer_dispose(&p->last_content_before_send);
     h2o_doublebuffer_dispose(&p->sending);
 }
@@ -407,6 +435,7 @@ void gw_proxy_start(gw_req_t *greq)
     p->super.proceed = do_proceed;
     p->super.stop = do_stop;
     p->greq = greq;
+    p->thread = greq->thread;
     p->deadline.cb = on_deadline;
     p->tmo = gw_thread_timeout(greq->thread, greq->rt->conf->timeout_ms);
     p->idempotent = method_is_idempotent(req->method);

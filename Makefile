@@ -42,6 +42,11 @@ $(BUILD)/libhegate.a: $(LIB_OBJ)
 $(BUILD)/hegate: $(BUILD)/obj/gateway/main.o $(BUILD)/libhegate.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# the attack harness's client (tests/attack/): a test tool, built without sanitizers so that it attacks at full speed
+$(BUILD)/attack: tests/attack/attack.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -o $@ $<
+
 $(UNIT_LIB_OBJ): $(UNIT_HDRS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_LIB_OBJ) $(BUILD)/libhegate.a $(HDRS) $(UNIT_HDRS)
@@ -53,7 +58,7 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 # integration: pytest against the real binary, real redis-server, real clients.
-integration: $(BUILD)/hegate
+integration: $(BUILD)/hegate $(BUILD)/attack
 	HEGATE_BIN=$(abspath $(BUILD)/hegate) $(PY) -m pytest -q -p no:cacheprovider tests/integration
 
 # asan: the whole suite again, built with AddressSanitizer + UndefinedBehaviorSanitizer.

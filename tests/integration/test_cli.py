@@ -161,7 +161,7 @@ def test_serve_refuses_bad_config(hegate_bin, confdir):
 GUARD_LIMITS = ("limits:\n  connections: 20000\n  connections_per_ip: 100\n  new_connections_per_ip: 20\n"
                 "  handshake_timeout: 5s\n  head_timeout: 5s\n  body_timeout: 30s\n  idle_timeout: 20s\n"
                 "  send_timeout: 15s\n  h2_resets_per_second: 50\n  h2_control_frames_per_second: 50\n"
-                "  response_buffer_bytes: 128k\n")
+                "  response_buffer_bytes: 128k\n  response_buffer_total: 16m\n  header_fields: 64\n")
 
 
 def test_check_connection_guard_limits(hegate_bin, confdir):
@@ -175,10 +175,12 @@ def test_check_connection_guard_limits(hegate_bin, confdir):
     bad = (good.replace("connections_per_ip: 100", "connections_per_ip: -3")
            .replace("head_timeout: 5s", "head_timeout: 0s")
            .replace("h2_resets_per_second: 50", "h2_resets_per_second: lots")
-           .replace("response_buffer_bytes: 128k", "response_buffer_bytes: 1k"))
+           .replace("response_buffer_bytes: 128k", "response_buffer_bytes: 1k")
+           .replace("header_fields: 64", "header_fields: many"))
     (confdir / "guard-bad.yaml").write_text(bad)
     rc, out = run(hegate_bin, "check", "-c", str(confdir / "guard-bad.yaml"))
     assert rc == 1, out
-    for needle in ("connections_per_ip: -3", "head_timeout: 0s", "h2_resets_per_second: lots", "response_buffer_bytes: 1k"):
+    for needle in ("connections_per_ip: -3", "head_timeout: 0s", "h2_resets_per_second: lots", "response_buffer_bytes: 1k",
+                   "header_fields: many"):
         line = _line_of(bad, needle)
         assert re.search(r"guard-bad\.yaml:%d\b" % line, out), "no error at line %d (%s) in:\n%s" % (line, needle, out)

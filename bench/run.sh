@@ -28,6 +28,8 @@
 #   BENCH_SYSCALLS=1 …                         syscalls, epoll_ctl, context switches per request
 #   BENCH_REDIS_CPU=0 …                        the core redis-server is pinned to (default: the client core)
 #   BENCH_REDIS_NICE=0 …                       its nice value (default -10: ahead of h2load and nginx)
+#   BENCH_ATTACKS=0, BENCH_ATTACK_SECONDS=10,  the attacks of issue 17 against hegate, h2o and HAProxy, after
+#   BENCH_ATTACK_ONLY=rapid-reset,…            the rounds (bench/attacks.sh)
 #   HEGATE_BIN=path                            another hegate binary
 #   HEGATE_BASE_BIN=path                       an earlier build measured beside it ("@base" rows: public,
 #                                              authenticated, rate-limited; CPU per request compared)
@@ -51,6 +53,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T
   -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2> "$T/openssl.log" \
   || { bench_log "cannot make the TLS certificate"; cat "$T/openssl.log" >&2; exit 1; }
 cat "$T/cert.pem" "$T/key.pem" > "$T/combined.pem"
+head -c $((16 << 20)) /dev/zero > "$T/big.bin"   # nginx's /bench/big: the slow reader's large answer
 
 HEGATE_OK=1; HEGATE_WHY=""
 if [ ! -x "$HEGATE" ]; then HEGATE_OK=0; HEGATE_WHY="$HEGATE is not built"
@@ -261,6 +264,9 @@ for BENCH_ROUND in $(seq 1 "$BENCH_ROUNDS"); do
   #   Online verification is single use per code (replay set): a distinct code per request, so a
   #   client of our own (bench_micro); offline verification through qr/ alone is a bench_micro too.
 done
+# issue 17: the attacks, once, against the servers still running (bench/attacks.sh)
+. bench/attacks.sh
+bench_attacks
 bench_stop hegate; bench_stop haproxy; bench_stop h2o
 [ "${HEGATENOSUB_OK:-0}" = 1 ] && bench_stop hegatenosub
 [ "${HEGATEBASE_OK:-0}" = 1 ] && bench_stop hegatebase

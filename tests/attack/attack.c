@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -671,6 +672,11 @@ int main(int argc, char **argv)
     if (port <= 0 || seconds <= 0 || interval_ms <= 0 || strlen(path) > 200 || strlen(bigpath) > 200)
         return usage();
     signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl; /* 10,000 idle connections need as many descriptors as the hard limit allows */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     req_get_len = request_block(req_get, 0x82, path, NULL);
     req_big_len = request_block(req_big, 0x82, bigpath, NULL);

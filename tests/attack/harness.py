@@ -15,7 +15,7 @@ sampled every 50 ms. What one run yields (Result):
 Used by tests/integration/test_attacks.py (the short version, against hegate) and, as a command, by
 bench/attacks.sh (the long one, beside h2o 2.2.5 and HAProxy 2.6):
   harness.py --bin build/attack --server NAME=PORT:PID [--server ...] [--seconds 10] [--attacks a,b]
-             [--path /bench] [--big-path /bench/big] [--cpu 1] [--markdown FILE]
+             [--path /bench] [--big-path /bench/big] [--cpu 1] [--markdown FILE] [--judge NAME]
 Loopback only; every run is bounded by SECONDS + BEFORE + AFTER (+ 10 s of grace for the processes).
 """
 
@@ -32,6 +32,8 @@ ATTACKS = ["rapid-reset", "continuation", "hpack-bomb", "settings", "ping", "win
            "slow-reader", "slowloris-h1", "slowloris-h2", "idle", "connect-flood"]
 PROMPT_S = 0.100
 LEGIT_SOURCE = "127.0.0.2"
+# what must hold for the server under test (the issue "The front door stays open under attack")
+TARGETS = {"success": 95.0, "p99_ms": 250.0, "rss_mib": 64.0, "recovery_s": 1.0}
 
 
 @dataclass
@@ -46,6 +48,22 @@ class Result:
     legit: int
     attacker: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
+
+    def misses(self):
+        """What this run missed of TARGETS (empty: it passed)."""
+        out = []
+        if not self.alive:
+            out.append("crashed")
+        if self.success < TARGETS["success"]:
+            out.append("success %.1f%% < %.0f%%" % (self.success, TARGETS["success"]))
+        if self.p99_ms > TARGETS["p99_ms"]:
+            out.append("p99 %.0f ms > %.0f ms" % (self.p99_ms, TARGETS["p99_ms"]))
+        if self.rss_mib > TARGETS["rss_mib"]:
+            out.append("RSS +%.1f MiB > %.0f MiB" % (self.rss_mib, TARGETS["rss_mib"]))
+        if self.recovery_s is None or self.recovery_s > TARGETS["recovery_s"]:
+            out.append("recovery %s > %.0f s" % ("never" if self.recovery_s is None else "%.2f s" % self.recovery_s,
+                                                 TARGETS["recovery_s"]))
+        return out
 
     def row(self):
         rec = "never" if self.recovery_s is None else "%.2f" % self.recovery_s
@@ -147,6 +165,7 @@ def main():
     ap.add_argument("--big-path", default="/")
     ap.add_argument("--cpu", type=int, default=None)
     ap.add_argument("--markdown", default=None)
+    ap.add_argument("--judge", default=None, help="NAME: PASS/MISS lines for that server against TARGETS")
     a = ap.parse_args()
     servers = []
     for s in a.server:
@@ -167,6 +186,16 @@ def main():
                 "never" if r.recovery_s is None else "%.2f s" % r.recovery_s), file=sys.stderr)
             time.sleep(a.after)  # what the attack left behind (connections closing) is not the next one's
     table = markdown(results)
+    if a.judge:
+        lines = []
+        for r in results:
+            if r.server == a.judge:
+                miss = r.misses()
+                lines.append("- issue 17: %s under %s: %s" % (r.server, r.attack, "MISS — " + "; ".join(miss) if miss else
+                             "PASS (success %.1f%%, p99 %.0f ms, RSS +%.1f MiB, recovery %.2f s)" % (
+                                 r.success, r.p99_ms, r.rss_mib, r.recovery_s)))
+        table += "\n\nTargets (success >= 95 %%, p99 <= 250 ms, RSS growth <= 64 MiB, alive, recovery <= 1 s):\n" + \
+            "\n".join(lines)
     print(table)
     if a.markdown:
         with open(a.markdown, "w") as f:

@@ -341,8 +341,10 @@ typedef struct st_gw_guard_thread_t gw_guard_thread_t;
 typedef struct st_gw_guard_conn_t gw_guard_conn_t;
 
 gw_guard_thread_t *gw_guard_thread_new(gw_thread_t *thread);
-/* a client connection accepted on a worker listener: admitted (TLS, protocol, h2o) or closed */
-void gw_guard_accept(gw_guard_thread_t *gt, h2o_accept_ctx_t *actx, h2o_socket_t *sock);
+/* a client connection (FD, non-blocking, from PEER) accepted on a worker listener: admitted (TLS,
+ * protocol, h2o) or closed */
+void gw_guard_accept(gw_guard_thread_t *gt, h2o_accept_ctx_t *actx, int fd, const struct sockaddr_storage *peer,
+                     socklen_t peerlen);
 /* the pipeline's first look at a request (guards an HTTP/2 connection upgraded from HTTP/1.1) */
 void gw_guard_on_request(h2o_req_t *req);
 /* an HTTP/2 stream the client cancelled before the pipeline routed it: no upstream, no log line */

@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,19 +109,16 @@ static uint64_t mix64(uint64_t x)
 }
 
 /* the address a connection is counted under; 0 when it has none (a unix socket) */
-static int addr_key(h2o_socket_t *sock, uint8_t key[16])
+static int addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
 {
-    struct sockaddr_storage ss;
     memset(key, 0, 16);
-    if (h2o_socket_getpeername(sock, (struct sockaddr *)&ss) == 0)
-        return 0;
-    if (ss.ss_family == AF_INET) {
+    if (ss->ss_family == AF_INET) {
         key[10] = key[11] = 0xff;
-        memcpy(key + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
         return 1;
     }
-    if (ss.ss_family == AF_INET6) {
-        const uint8_t *a = (const uint8_t *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (ss->ss_family == AF_INET6) {
+        const uint8_t *a = (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
         static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         memcpy(key, a, memcmp(a, v4mapped, 12) == 0 ? 16 : 8); /* one IPv6 host may own a whole /64 */
         return 1;
@@ -236,10 +234,11 @@ static uint64_t now_ms(gw_guard_thread_t *gt)
 }
 
 /* one line per offending connection; refusals at accept at most one line a second per reason */
-static void log_reason(gw_guard_thread_t *gt, h2o_socket_t *sock, int reason, const char *detail, int throttled)
+/* one line for REASON about the peer at SA (LEN bytes; 0: unknown); THROTTLED: at most one a second */
+static void log_reason_addr(gw_guard_thread_t *gt, const struct sockaddr *sa, socklen_t len, int reason, const char *detail,
+                            int throttled)
 {
     char peer[64] = "unknown";
-    struct sockaddr_storage ss;
     if (throttled) {
         uint64_t sec = now_ms(gt) / 1000;
         if (gt->log_second[reason] == sec) {
@@ -248,15 +247,21 @@ static void log_reason(gw_guard_thread_t *gt, h2o_socket_t *sock, int reason, co
         }
         gt->log_second[reason] = sec;
     }
-    socklen_t len = h2o_socket_getpeername(sock, (struct sockaddr *)&ss);
     if (len != 0)
-        h2o_socket_getnumerichost((struct sockaddr *)&ss, len, peer);
+        h2o_socket_getnumerichost((struct sockaddr *)sa, len, peer);
     if (throttled && gt->log_suppressed[reason] != 0) {
         gw_log("warn", "guard: %s: %s (and %u more refused in the last seconds)", peer, detail, gt->log_suppressed[reason]);
         gt->log_suppressed[reason] = 0;
     } else {
         gw_log("warn", "guard: %s: %s", peer, detail);
     }
+}
+
+static void log_reason(gw_guard_thread_t *gt, h2o_socket_t *sock, int reason, const char *detail, int throttled)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = h2o_socket_getpeername(sock, (struct sockaddr *)&ss);
+    log_reason_addr(gt, (struct sockaddr *)&ss, len, reason, detail, throttled);
 }
 
 static void count_close(int reason)
@@ -405,7 +410,10 @@ static void on_first_bytes(h2o_socket_t *sock, const char *err)
 
 /* ---- accept ----------------------------------------------------------------------------------------------- */
 
-void gw_guard_accept(gw_guard_thread_t *gt, h2o_accept_ctx_t *actx, h2o_socket_t *sock)
+/* A refused connection costs accept4, setsockopt and close: no h2o socket, no allocation, no event
+ * registration (a burst of thousands must drain faster than the kernel's accept queue fills). */
+void gw_guard_accept(gw_guard_thread_t *gt, h2o_accept_ctx_t *actx, int fd, const struct sockaddr_storage *peer,
+                     socklen_t peerlen)
 {
     const gw_conf_t *conf = conf_of(gt);
     uint64_t now = now_ms(gt);
@@ -414,29 +422,33 @@ void gw_guard_accept(gw_guard_thread_t *gt, h2o_accept_ctx_t *actx, h2o_socket_t
     uint8_t key[16];
     if (conf->limits.connections != 0 && open > conf->limits.connections)
         reason = GW_GUARD_CAPACITY;
-    else if (addr_key(sock, key) && (slot = addr_admit(key, conf, now)) <= -2)
+    else if (addr_key(peer, key) && (slot = addr_admit(key, conf, now)) <= -2)
         reason = -2 - slot;
     if (reason >= 0) {
         __atomic_sub_fetch(&totals.open, 1, __ATOMIC_RELAXED);
         count_close(reason);
-        log_reason(gt, sock, reason,
-                   reason == GW_GUARD_CAPACITY  ? "connection refused: limits.connections are open"
-                   : reason == GW_GUARD_PER_IP ? "connection refused: limits.connections_per_ip are open from this address"
-                                               : "connection refused: over limits.new_connections_per_ip",
-                   1);
-        int fd = h2o_socket_get_fd(sock);
+        log_reason_addr(gt, (const struct sockaddr *)peer, peerlen, reason,
+                        reason == GW_GUARD_CAPACITY ? "connection refused: limits.connections are open"
+                        : reason == GW_GUARD_PER_IP
+                            ? "connection refused: limits.connections_per_ip are open from this address"
+                            : "connection refused: over limits.new_connections_per_ip",
+                        1);
         struct linger lg = {1, 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        h2o_socket_close(sock);
+        close(fd);
         return;
     }
     gw_guard_conn_t *g = calloc(1, sizeof(*g));
     if (g == NULL) {
         addr_release(slot);
         __atomic_sub_fetch(&totals.open, 1, __ATOMIC_RELAXED);
-        h2o_socket_close(sock);
+        close(fd);
         return;
     }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    h2o_socket_t *sock = h2o_evloop_socket_create(gt->thread->loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
+    h2o_socket_setpeername(sock, (struct sockaddr *)peer, peerlen);
     g->gt = gt;
     g->sock = sock;
     g->actx = actx;

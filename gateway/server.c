@@ -160,11 +160,13 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     h2o_accept_ctx_t *actx = listener->data;
     gw_thread_t *thread = H2O_STRUCT_FROM_MEMBER(gw_thread_t, ctx, actx->ctx);
-    for (int i = 0; i != 16; ++i) {
-        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-        if (sock == NULL)
+    for (int i = 0; i != 64; ++i) { /* the guard refuses cheaply: drain bursts, then let the loop run */
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(h2o_socket_get_fd(listener), (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
             return;
-        gw_guard_accept(thread->guard, actx, sock);
+        gw_guard_accept(thread->guard, actx, fd, &peer, len);
     }
 }
 

@@ -50,6 +50,8 @@ enum { AT_FIELD, IN_INDEX, AT_STRING, IN_LENGTH, IN_STRING };
 
 uint32_t gw_hpack_walk(gw_hpack_walk_t *w, const uint8_t *p, size_t len)
 {
+    if (len == 0) /* P may be NULL then (a HEADERS frame with no fragment) */
+        return w->fields;
     const uint8_t *end = p + len;
     while (p != end) {
         if (w->state == IN_STRING) { /* skip the string's bytes at once */

@@ -157,6 +157,7 @@ static void test_hpack_walk(void **state)
     gw_hpack_walk_t twice = {0};
     gw_hpack_walk(&twice, b, n);
     assert_int_equal(gw_hpack_walk(&twice, b, n), 12);
+    assert_int_equal(gw_hpack_walk(&twice, NULL, 0), 12); /* an empty fragment (no pointer) changes nothing */
 }
 
 /* HEADERS (+ CONTINUATION) of FIELDS indexed fields (one byte each), FIRST of them in the HEADERS frame */
@@ -191,6 +192,11 @@ static void test_header_fields(void **state)
     memset(buf + 9 + 1 + 5, 0x82, 100);
     memset(buf + 9 + 1 + 5 + 100, 0x82, 40);
     assert_int_equal(gw_h2_frame_check(&p, &conf, buf, n, 500, 0, &flen), GW_H2_FRAME_PASS);
+    /* an empty HEADERS frame that claims padding has no fragment at all: h2o's to refuse, nothing counted */
+    gw_h2_frames_t e = {0};
+    n = frame(buf, 0, 1, 0x4 | 0x8 | 0x20, 1);
+    assert_int_equal(gw_h2_frame_check(&e, &conf, buf, n, 500, 0, &flen), GW_H2_FRAME_PASS);
+    assert_int_equal(e.fields.fields, 0);
     conf.limits.header_fields = 0; /* off */
     gw_h2_frames_t off = {0};
     assert_int_equal(indexed_fields(&off, 5000, 5000, 0x1), GW_H2_FRAME_PASS);

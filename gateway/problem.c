@@ -52,6 +52,9 @@ void gw_problem_send_raw(h2o_req_t *req, const char *request_id, int status, con
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     if (request_id != NULL)
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, request_id, strlen(request_id));
+    /* HTTP/1.1: h2o chunks only 200s, so an error of unknown length would close a keep-alive connection
+     * (and its client's reconnections then count against limits.new_connections_per_ip) */
+    req->res.content_length = (size_t)len;
     h2o_send_inline(req, body, (size_t)len);
 }
 

@@ -3,6 +3,7 @@ endpoint families share the match table, the method and body stages, the one bea
 "Bearer tokens") in each entry's error format, and the log: own endpoints are counted and logged
 under "<family>.<endpoint>" (or the family's name for its 404s), never as route "-"."""
 
+import http.client
 import json
 import time
 
@@ -151,6 +152,26 @@ def test_family_404s_and_free_well_known_paths(gw):
     assert_problem(call(gw, "POST", "/oauth2/token/x"), 404, "not-found")  # exact endpoints are exact
     r = call(gw, "GET", "/.well-known/security.txt")  # not the family's: route matching decides (none: 404)
     assert_problem(r, 404, "not-found")
+
+
+def test_errors_keep_an_http1_connection_open(gw):
+    """A problem answer over HTTP/1.1 is framed by its length, so the client's keep-alive connection
+    serves the next request (a closed one makes every client reconnect after each error)."""
+    c = http.client.HTTPConnection("127.0.0.1", gw.plain_port, timeout=10)
+    c.connect()
+    sock = c.sock
+    for method, path, status in (("GET", "/nowhere", 404), ("GET", "/api/v1/query/fund", 401),
+                                 ("GET", "/oauth2/token", 405), ("GET", "/qr/v1/nothing", 404),
+                                 ("HEAD", "/nowhere", 404), ("GET", "/open/x", 200)):
+        c.request(method, path)
+        r = c.getresponse()
+        body = r.read()
+        assert r.status == status, (path, r.status, body)
+        assert not r.will_close and r.getheader("connection") != "close", (path, r.getheaders())
+        if method == "GET" and status != 200:
+            assert int(r.getheader("content-length")) == len(body) and json.loads(body)["status"] == status
+        assert c.sock is sock, "%s %s: the connection was closed" % (method, path)
+    c.close()
 
 
 def counts(g):

@@ -26,7 +26,7 @@ UNIT_HDRS := $(wildcard tests/unit/*.h)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 HDRS     := $(wildcard gateway/*.h routes/*.h auth/*.h auth/http/*.h qr/*.h qr/http/*.h crypto/*.h)
 
-.PHONY: all deps run test layers unit integration asan fuzz bench clean check-format format
+.PHONY: all deps run test layers unit integration asan fuzz bench soak clean check-format format
 all: $(BUILD)/hegate
 
 deps:
@@ -98,6 +98,13 @@ run: deps all
 
 bench: deps all
 	./bench/run.sh
+
+# soak: the long run of tests/integration/test_soak.py (its 45 s version is in make test): SOAK_SECONDS of mixed
+# load with a reload and a Redis restart; the curve goes to docs/soak.png (and docs/soak.csv).
+SOAK_SECONDS ?= 600
+soak: deps all
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_OUT=$(abspath docs) HEGATE_BIN=$(abspath $(BUILD)/hegate) \
+	  $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_soak.py
 
 format:
 	clang-format -i $(LIB_SRC) gateway/main.c $(HDRS) $(UNIT_SRC) $(UNIT_LIB_SRC) $(UNIT_HDRS) $(FUZZ_SRC)

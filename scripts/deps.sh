@@ -7,7 +7,8 @@ libh2o-evloop-dev libjwt-dev libhiredis-dev libqrencode-dev libssl-dev libyaml-d
 libjansson-dev libcmocka-dev zlib1g-dev libuv1-dev libwslay-dev
 redis-server nghttp2-client zbar-tools haproxy h2o nginx-light faketime curl openssl
 python3 python3-pytest python3-httpx python3-h2 python3-jwt python3-cryptography
-python3-redis python3-yaml python3-selenium chromium chromium-driver procps iproute2 psmisc"
+python3-redis python3-yaml python3-selenium chromium chromium-driver procps iproute2 psmisc
+gnuplot-nox"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

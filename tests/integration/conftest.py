@@ -11,7 +11,8 @@ Run:  HEGATE_BIN=$PWD/build/hegate /usr/bin/python3 -m pytest tests/integration 
                healthy on its admin port; SIGTERMed at teardown, which asserts exit status 0
 
 Every process listens on 127.0.0.1 only, is started with PR_SET_PDEATHSIG (it dies with pytest),
-and every wait is bounded. A per-test watchdog ends the run if one test hangs past 90 s.
+and every wait is bounded. A per-test watchdog ends the run if one test hangs past 90 s (a test marked
+@pytest.mark.watchdog(seconds) sets its own).
 """
 
 import ctypes
@@ -61,9 +62,14 @@ def tail(path, n=6000):
 # watchdog and failure reports
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "watchdog(seconds): this test's own watchdog, instead of TEST_TIMEOUT")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    faulthandler.dump_traceback_later(TEST_TIMEOUT, exit=True)
+    mark = item.get_closest_marker("watchdog")
+    faulthandler.dump_traceback_later(mark.args[0] if mark else TEST_TIMEOUT, exit=True)
     try:
         yield
     finally:

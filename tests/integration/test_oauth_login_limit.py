@@ -11,6 +11,7 @@ import pytest
 
 from hegatetest import assert_problem, route
 from oauthtest import APP_REDIRECT, GATE_SECRET, add_user, authorize_params, clients, parse_form, pkce
+from redis_fixtures import parse_state_field
 
 # 3 submissions at once, then one every 2 s (T = window / limit = 2 s, tau = burst × T = 6 s)
 LOGIN = {"key": "ip", "limit": 3, "window": "6s"}
@@ -78,21 +79,28 @@ def test_login_policy_limits_the_sign_in_form(idp):
         r = submit(other, g, signin_form(other, g), phone, password + "-wrong")
         assert r.status_code == 401 and r.headers["ratelimit"].startswith('"login";r=2;'), r.status_code
 
-        # the page (GET) is not counted, nor is the token endpoint, while the form is refused
+        # the page (GET) is not counted, nor is the token endpoint: no policy check at all (the login policy
+        # is the only one here). Counted, not timed: on a busy machine these scrypt-checked requests can
+        # outlast Retry-After, so "still refused afterwards" would measure the machine's speed.
+        checks = g.metrics().value("hegate_ratelimit_checks_total")
         assert c.get(g.https + "/oauth2/authorize", params=authorize_params(challenge=pkce()[1])).status_code == 200
         for _ in range(5):
             t = c.post(g.https + "/oauth2/token", data={"grant_type": "client_credentials"}, auth=("gate-line1", GATE_SECRET))
             assert t.status_code == 200, t.text
             assert "ratelimit" not in t.headers
-        assert submit(c, g, form, phone, password).status_code == 429  # still refused: nothing else spent the budget
+        assert g.metrics().value("hegate_ratelimit_checks_total") == checks
 
         # after Retry-After (counted from the first refusal) the form works again: a code for the right password
         time.sleep(max(0.0, retry - (time.monotonic() - t0)) + 0.05)
+        sent = time.monotonic() - t0
         r = submit(c, g, form, phone, password)
         assert r.status_code == 302, (r.status_code, r.text[:300])
         assert r.headers["location"].startswith(APP_REDIRECT + "?code=")
-        assert r.headers["ratelimit"].startswith('"login";r=0;'), r.headers["ratelimit"]
-        assert g.metrics().value("hegate_ratelimited_total", policy="login") == 2
+        left = int(parse_state_field(r.headers["ratelimit"])["login"]["r"])
+        # the one slot that opened was taken (r=0), unless the machine took so long that the next opened
+        # too (one every T = 2 s): then r counts those, never more than the burst
+        assert left == 0 if sent < retry + 2.0 - 0.2 else 0 <= left <= 2, (sent, r.headers["ratelimit"])
+        assert g.metrics().value("hegate_ratelimited_total", policy="login") == 1
     assert password not in g.stderr() and phone not in g.stderr()
 
 

@@ -26,7 +26,6 @@ import http.client
 import json
 import os
 import shutil
-import ssl
 import statistics
 import subprocess
 import threading

@@ -343,6 +343,13 @@ static ssize_t guarded_read_expect(h2o_http2_conn_t *conn, const uint8_t *src, s
     return ret;
 }
 
+/* h2o counts a stream open from its HEADERS until both sides have ended it (half-closed, sending the body) */
+static int h2_streams_open(void *ctx)
+{
+    h2o_http2_conn_t *conn = ctx;
+    return conn->num_streams.pull.open + conn->num_streams.push.open != 0;
+}
+
 static void wrap_h2(gw_guard_conn_t *g, h2o_http2_conn_t *conn)
 {
     if (conn->_read_expect == guarded_read_expect)
@@ -352,6 +359,8 @@ static void wrap_h2(gw_guard_conn_t *g, h2o_http2_conn_t *conn)
     g->state = STATE_HTTP2;
     g->deadline_ms = 0;
     g->frames.written_at_window_update = g->sock->bytes_written;
+    g->frames.streams_open = h2_streams_open;
+    g->frames.stream_ctx = conn;
 }
 
 /* hands SOCK to h2o's HTTP/2 code with the frame reader wrapped before any input is read */

@@ -3,7 +3,7 @@
  * client frame costs the server against what the connection may spend. Pure: no h2o, no socket; guard.c
  * calls gw_h2_frame_check() before h2o reads each frame, and acts on the verdict.
  *
- *   RST_STREAM                      limits.h2_resets_per_second (Rapid Reset)
+ *   RST_STREAM, streams in progress limits.h2_resets_per_second (Rapid Reset)
  *   PING, SETTINGS, PRIORITY,       limits.h2_control_frames_per_second: frames that make the server work
  *   WINDOW_UPDATE without data      (acknowledge, reprioritise, reschedule) and carry no request
  *   sent, empty DATA / HEADERS /
@@ -201,8 +201,11 @@ int gw_h2_frame_check(gw_h2_frames_t *s, const gw_conf_t *conf, const uint8_t *s
             s->header_block_bytes = 0;
         break;
     case FRAME_RST_STREAM:
-        /* a client cancels what it asked for; one that cancels at this rate asks in order to cancel */
+        /* a client cancels what it asked for; one that cancels at this rate asks in order to cancel. A
+         * reset that finds every stream answered (a browser leaving a page) costs nothing more. */
         body_ended(s, id);
+        if (s->streams_open != NULL && !s->streams_open(s->stream_ctx))
+            break;
         if (!gw_bucket_take(&s->resets, conf->limits.h2_resets_per_second, now))
             return GW_GUARD_RESETS;
         break;

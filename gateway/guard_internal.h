@@ -42,6 +42,10 @@ typedef struct {
     uint32_t header_block_bytes; /* of the header block in progress; 0: none */
     uint64_t header_block_since_ms;
     gw_hpack_walk_t fields; /* of the header block in progress, or the last one */
+    /* whether the server has any stream in progress (guard.c asks h2o's stream counts): a RST_STREAM
+     * while it has none cancels nothing it works on and is not counted. NULL: every RST_STREAM counts. */
+    int (*streams_open)(void *ctx);
+    void *stream_ctx;
     struct {
         uint32_t stream_id; /* 0: free */
         uint64_t started_ms;

@@ -13,7 +13,7 @@ import time
 import hpack
 import pytest
 from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame,
-                              RstStreamFrame, SettingsFrame)
+                              RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
 from hegatetest import H2Conn, route, sanitized
 
@@ -158,6 +158,30 @@ def test_a_few_cancelled_streams_are_normal(gw):
         c.send(HeadersFrame(sid, data=c.headers_block("/api/v1/public/a"), flags=["END_HEADERS", "END_STREAM"]),
                RstStreamFrame(sid, error_code=8))
     assert c.goaway(timeout=1.0) is None
+    c.close()
+    assert closed(g, "resets") == 0
+
+
+def test_resetting_answered_streams_costs_nothing(gw):
+    """A client that cancels streams it was already answered (RST_STREAM after END_STREAM: a browser
+    leaving a page) does no work to the server: over the budget's burst, it stays connected."""
+    g = gw(h2_resets_per_second=10)  # a burst of 20
+    c = Raw(g)
+    c.send(WindowUpdateFrame(0, window_increment=1 << 24))  # room for every answer on the connection
+    sid = 1
+    for batch in range(4):  # 200 resets in all, each of an answered stream
+        ids = list(range(sid, sid + 100, 2))
+        sid += 100
+        c.send(*[HeadersFrame(i, data=c.headers_block("/api/v1/public/done"), flags=["END_HEADERS", "END_STREAM"])
+                 for i in ids])
+        ended, deadline = set(), time.monotonic() + 10
+        while len(ended) < len(ids) and time.monotonic() < deadline:
+            ended |= {f.stream_id for f in c.frames(timeout=0.2) if "END_STREAM" in f.flags}
+        assert ended == set(ids), "batch %d: %d of %d answered" % (batch, len(ended), len(ids))
+        c.send(*[RstStreamFrame(i, error_code=8) for i in ids])
+    assert c.goaway(timeout=1.0) is None
+    c.send(HeadersFrame(sid, data=c.headers_block("/api/v1/public/after"), flags=["END_HEADERS", "END_STREAM"]))
+    assert any(f.stream_id == sid and "END_STREAM" in f.flags for f in c.frames(timeout=1.0))
     c.close()
     assert closed(g, "resets") == 0
 

@@ -1,6 +1,6 @@
 /*
  * tests/unit/gateway/test_guard_frames.c — gateway/guard_frames.c, the connection guard's HTTP/2 frame
- * rules without h2o: the leaky bucket, the cancelled-stream and control-frame budgets, header blocks
+ * rules without h2o: the leaky bucket, the cancelled-stream budget (open streams only) and control-frame budget, header blocks
  * bounded in size, fields (the HPACK walk) and time, trickled bodies, extension frames ignored, and bytes that are no frame yet.
  */
 #include "tests/unit/unit.h"
@@ -67,6 +67,26 @@ static void test_rapid_reset_budget(void **state)
     gw_h2_frames_t calm = {0}; /* 100 a second for a minute is within the budget */
     for (uint64_t t = 0; t != 6000; ++t)
         assert_int_equal(check(&calm, 4, 3, 0, 1, 10000 + t * 10, 0), GW_H2_FRAME_PASS);
+}
+
+/* the server's view of its streams: OPEN of them in progress */
+static int open_streams;
+static int streams_open(void *ctx)
+{
+    assert_ptr_equal(ctx, &open_streams);
+    return open_streams != 0;
+}
+
+static void test_resets_of_answered_streams_are_free(void **state)
+{
+    gw_h2_frames_t s = {.streams_open = streams_open, .stream_ctx = &open_streams};
+    open_streams = 0; /* a client cancelling what was already answered (a browser closing a page) */
+    for (uint32_t i = 0; i != 1000; ++i)
+        assert_int_equal(check(&s, 4, 3, 0, 1 + 2 * i, 1000, 0), GW_H2_FRAME_PASS);
+    open_streams = 1; /* the same, each cancelling work in progress: the budget holds */
+    for (uint32_t i = 0; i != 200; ++i)
+        assert_int_equal(check(&s, 4, 3, 0, 3001 + 2 * i, 1000, 0), GW_H2_FRAME_PASS);
+    assert_int_equal(check(&s, 4, 3, 0, 3401, 1000, 0), GW_GUARD_RESETS);
 }
 
 static void test_control_frames(void **state)
@@ -235,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_bucket, setup),
         cmocka_unit_test_setup(test_rapid_reset_budget, setup),
+        cmocka_unit_test_setup(test_resets_of_answered_streams_are_free, setup),
         cmocka_unit_test_setup(test_control_frames, setup),
         cmocka_unit_test_setup(test_extension_frames_are_ignored, setup),
         cmocka_unit_test_setup(test_header_block_size_and_time, setup),

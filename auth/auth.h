@@ -282,6 +282,8 @@ auth_reason_t auth_jws_verify_es256(const char *jws, size_t len, const auth_key_
  * into a compact token with header {"alg":"ES256","typ":"at+jwt","kid":<KEY's kid>}. Signatures
  * are raw r‖s with low S. Returns a malloc'd NUL-terminated token (free()) or NULL. */
 char *auth_jwt_sign(const auth_key_t *key, const json_t *claims);
+/* The same with header typ "JWT": an OpenID Connect ID token. */
+char *auth_jwt_sign_id(const auth_key_t *key, const json_t *claims);
 /* The same for claims already serialised: CLAIMS must be one JSON object (checked); signed byte for byte. */
 char *auth_jwt_sign_text(const auth_key_t *key, const char *claims, size_t len);
 

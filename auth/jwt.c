@@ -178,16 +178,26 @@ char *auth_jws_sign_raw(const auth_key_t *key, const char *hdr_b64, size_t hdr_l
     return tok;
 }
 
-char *auth_jwt_sign(const auth_key_t *key, const json_t *claims)
+static char *sign_claims(const auth_key_t *key, const char *hdr_b64, size_t hdr_len, const json_t *claims)
 {
-    if (!json_is_object(claims) || key->hdr_b64 == NULL)
+    if (!json_is_object(claims) || hdr_b64 == NULL)
         return NULL;
     char *text = json_dumps(claims, JSON_COMPACT);
     if (text == NULL)
         return NULL;
-    char *tok = auth_jws_sign_raw(key, key->hdr_b64, key->hdr_b64_len, text, strlen(text));
+    char *tok = auth_jws_sign_raw(key, hdr_b64, hdr_len, text, strlen(text));
     free(text);
     return tok;
+}
+
+char *auth_jwt_sign(const auth_key_t *key, const json_t *claims)
+{
+    return sign_claims(key, key->hdr_b64, key->hdr_b64_len, claims);
+}
+
+char *auth_jwt_sign_id(const auth_key_t *key, const json_t *claims)
+{
+    return sign_claims(key, key->id_hdr_b64, key->id_hdr_b64_len, claims);
 }
 
 char *auth_jwt_sign_text(const auth_key_t *key, const char *claims, size_t len)

@@ -62,6 +62,19 @@ int auth_path_fmt(char *out, size_t outsz, const char *fmt, ...)
 /* Wraps KEY (taken over) as a key pinned to ES256, with KID[0..KID_LEN) as its kid (KID NULL: the
  * kid of SPEC §6, from the SPKI hash) and, for a private key, the fixed header of the tokens it
  * signs. NULL (KEY freed) on failure. */
+/* base64url of the JWS header {"alg":"ES256","typ":TYP,"kid":...} of K's tokens, into *OUT (malloc'd) */
+static int make_header(const auth_key_t *k, const char *typ, char **out, size_t *out_len)
+{
+    json_t *h = json_pack("{s:s, s:s, s:s#}", "alg", "ES256", "typ", typ, "kid", k->kid, (int)k->kid_len);
+    char *text = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
+    json_decref(h);
+    size_t tlen = text != NULL ? strlen(text) : 0;
+    if (text != NULL && (*out = malloc(CRYPTO_B64URL_LEN(tlen) + 1)) != NULL)
+        *out_len = crypto_b64url_encode(*out, text, tlen);
+    free(text);
+    return *out != NULL ? 0 : -1;
+}
+
 static auth_key_t *key_new(crypto_key_t *key, const char *kid, size_t kid_len, char *err, size_t errsz)
 {
     auth_key_t *k = calloc(1, sizeof(*k));
@@ -80,19 +93,11 @@ static auth_key_t *key_new(crypto_key_t *key, const char *kid, size_t kid_len, c
         k->kid[kid_len] = '\0';
         k->kid_len = kid_len;
     }
-    if (crypto_key_has_private(key)) {
-        json_t *h = json_pack("{s:s, s:s, s:s#}", "alg", "ES256", "typ", "at+jwt", "kid", k->kid, (int)k->kid_len);
-        char *text = h != NULL ? json_dumps(h, JSON_COMPACT) : NULL;
-        json_decref(h);
-        size_t tlen = text != NULL ? strlen(text) : 0;
-        if (text != NULL && (k->hdr_b64 = malloc(CRYPTO_B64URL_LEN(tlen) + 1)) != NULL)
-            k->hdr_b64_len = crypto_b64url_encode(k->hdr_b64, text, tlen);
-        free(text);
-        if (k->hdr_b64 == NULL) {
-            auth_key_free(k);
-            set_err(err, errsz, "out of memory");
-            return NULL;
-        }
+    if (crypto_key_has_private(key) &&
+        (make_header(k, "at+jwt", &k->hdr_b64, &k->hdr_b64_len) != 0 || make_header(k, "JWT", &k->id_hdr_b64, &k->id_hdr_b64_len) != 0)) {
+        auth_key_free(k);
+        set_err(err, errsz, "out of memory");
+        return NULL;
     }
     return k;
 }
@@ -103,6 +108,7 @@ void auth_key_free(auth_key_t *key)
         return;
     crypto_key_free(key->key);
     free(key->hdr_b64);
+    free(key->id_hdr_b64);
     free(key);
 }
 

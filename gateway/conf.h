@@ -63,6 +63,9 @@ typedef struct {
     int line;
 } gw_route_conf_t;
 
+/* what `sub` an OpenID Connect client sees (in conf_schema.c's subject_type_names order) */
+typedef enum { GW_SUBJECT_PAIRWISE, GW_SUBJECT_PUBLIC } gw_subject_type_t;
+
 typedef struct {
     char *id;
     gw_strlist_t redirect_uris;
@@ -71,6 +74,8 @@ typedef struct {
     gw_strlist_t roles;   /* transit | medical | merchant | government | tourism */
     char *secret_hash;    /* NULL for a public client */
     int first_party;
+    gw_subject_type_t subject_type; /* default: public for first_party clients, else pairwise (SPEC §6.2) */
+    char *sector_identifier;        /* pairwise subjects are per sector: default the client id */
     int line;
 } gw_client_conf_t;
 

@@ -94,7 +94,9 @@ typedef enum {
     GW_CONF_CUSTOM,   /* CUSTOM does it */
 } gw_conf_kind_t;
 
-_Static_assert(sizeof(gw_store_down_t) == sizeof(int) && sizeof(gw_limit_key_t) == sizeof(int), "GW_CONF_ENUM stores an int");
+_Static_assert(sizeof(gw_store_down_t) == sizeof(int) && sizeof(gw_limit_key_t) == sizeof(int) &&
+                   sizeof(gw_subject_type_t) == sizeof(int),
+               "GW_CONF_ENUM stores an int");
 
 typedef struct gw_conf_field gw_conf_field_t;
 typedef void (*gw_conf_custom_fn)(gw_conf_ctx_t *c, void *target, yaml_node_t *value, const char *what);

@@ -216,6 +216,7 @@ static void on_trusted_issuers(gw_conf_ctx_t *c, void *target, yaml_node_t *v, c
 /* ---- clients -------------------------------------------------------------------------------------------- */
 
 static const char *const grant_names[] = {"authorization_code", "refresh_token", "client_credentials", NULL};
+static const char *const subject_type_names[] = {"pairwise", "public", NULL}; /* in gw_subject_type_t order */
 static const char *const role_names[] = {"transit", "medical", "merchant", "government", "tourism", NULL};
 
 static const gw_conf_field_t client_fields[] = {
@@ -226,6 +227,8 @@ static const gw_conf_field_t client_fields[] = {
     F_LIST(gw_client_conf_t, "roles", roles, .allowed = role_names),
     F_STRING(gw_client_conf_t, "secret_hash", secret_hash, .secret = 1),
     F_BOOL(gw_client_conf_t, "first_party", first_party),
+    F_ENUM(gw_client_conf_t, "subject_type", subject_type, subject_type_names),
+    F_STRING(gw_client_conf_t, "sector_identifier", sector_identifier, .check = gw_conf_check_client_id),
     F_END,
 };
 
@@ -234,7 +237,10 @@ static void parse_client(gw_conf_ctx_t *c, void *item, yaml_node_t *node)
     gw_client_conf_t *cl = item;
     const char *id;
     cl->line = gw_conf_line_of(node);
+    cl->subject_type = -1; /* not given */
     gw_conf_walk_mapping(c, node, "client", client_fields, cl);
+    if ((int)cl->subject_type == -1)
+        cl->subject_type = cl->first_party ? GW_SUBJECT_PUBLIC : GW_SUBJECT_PAIRWISE;
     if (node->type != YAML_MAPPING_NODE)
         return;
     id = cl->id != NULL ? cl->id : "";

@@ -110,6 +110,10 @@ static int validate(gw_task_t *o)
         send_error_page(greq, 400, "无法登录 Cannot sign in", "The state parameter is too long.");
         return -1;
     }
+    if (az->p.nonce != NULL && strlen(az->p.nonce) > AUTH_NONCE_MAX) {
+        redirect_to_client(o, NULL, "invalid_request", "the nonce is too long");
+        return -1;
+    }
     if (!auth_strlist_has(&az->client->grants, "authorization_code")) {
         redirect_to_client(o, NULL, "unauthorized_client", "this client may not use the authorization code flow");
         return -1;
@@ -149,6 +153,7 @@ static void read_params(az_t *az, const auth_form_t *f)
     az->p.state = auth_form_get(f, "state");
     az->p.code_challenge = auth_form_get(f, "code_challenge");
     az->p.code_challenge_method = auth_form_get(f, "code_challenge_method");
+    az->p.nonce = auth_form_get(f, "nonce");
 }
 
 static int is_tls(gw_req_t *greq)
@@ -238,8 +243,9 @@ static void issue_code(gw_task_t *o)
     snprintf(ttl, sizeof(ttl), "%d", AUTH_CODE_TTL);
     snprintf(exp, sizeof(exp), "%lld", (long long)time(NULL) + AUTH_CODE_TTL); /* ≤ 60 s on this clock too */
     const char *args[] = {
-        key, az->client->id, az->p.redirect_uri, az->p.code_challenge, az->sub, az->sid, az->p.scope, az->acr, ttl, exp};
-    gw_task_eval(o, &auth_scripts()->code_create, on_code_created, 1, 10, args, NULL);
+        key, az->client->id, az->p.redirect_uri, az->p.code_challenge, az->sub, az->sid, az->p.scope, az->acr, ttl, exp,
+        az->p.nonce != NULL ? az->p.nonce : ""};
+    gw_task_eval(o, &auth_scripts()->code_create, on_code_created, 1, 11, args, NULL);
 }
 
 /* ---- consent ------------------------------------------------------------------------------------ */

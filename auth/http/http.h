@@ -83,6 +83,7 @@ int auth_phone_normalize(const char *in, char *out, size_t outsz);
 /* The parameters of one authorization request, carried through the forms as hidden fields. */
 typedef struct {
     const char *client_id, *redirect_uri, *scope, *state, *code_challenge, *code_challenge_method, *response_type;
+    const char *nonce; /* OpenID Connect: copied into the ID token as sent */
 } auth_authz_params_t;
 
 /* Full HTML documents (allocated from POOL). ERROR may be NULL. */

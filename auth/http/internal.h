@@ -36,6 +36,7 @@
 #define AUTH_RK_RT AUTH_RK "rt:"
 
 #define AUTH_CODE_TTL 60
+#define AUTH_NONCE_MAX 512 /* bytes of an authorization request's nonce */
 #define AUTH_LOCK_FAILURES 5
 #define AUTH_LOCK_SECONDS 900
 #define AUTH_CONSENT_TTL (365 * 86400)
@@ -78,6 +79,26 @@ struct auth_cauth {
 /* Parses the form and authenticates the client (Basic for confidential clients, client_id in the body
  * for public ones unless CONFIDENTIAL_ONLY), then calls NEXT. Answers errors itself. */
 void auth_client_authenticate(gw_task_t *o, int confidential_only, auth_cauth_cb next);
+
+/* ---- oidc.c ------------------------------------------------------------------------------------- */
+
+#define AUTH_SUB_MAX 128
+
+/* The sub CLIENT sees for the city-wide pseudonym SUB: SUB itself for public-subject clients, a
+ * pairwise identifier otherwise (SPEC §6.2). 0, or -1 (no data key; SUB too long). */
+int auth_subject_for(const gw_conf_t *conf, const gw_client_conf_t *client, const char *sub, char out[AUTH_SUB_MAX]);
+
+/* What an ID token says of one sign-in, beside what the configuration and the client give. */
+typedef struct {
+    const char *sub;          /* the city-wide pseudonym (auth_subject_for maps it) */
+    const char *sid, *acr;    /* the sign-in session, its level */
+    const char *nonce;        /* from the authorization request; NULL or "": none */
+    int64_t auth_time;        /* when the resident signed in (unix seconds); 0: unknown */
+    const char *access_token; /* issued with it: at_hash */
+} auth_id_token_t;
+
+/* An ID token for CLIENT on GEN's newest token key (typ JWT). malloc'd, or NULL. */
+char *auth_issue_id_token(const gw_gen_t *gen, const gw_client_conf_t *client, const auth_id_token_t *t);
 
 /* ---- token.c ------------------------------------------------------------------------------------ */
 

@@ -102,6 +102,7 @@ static void params(sb_t *b, const auth_authz_params_t *p, const char *csrf)
     hidden(b, "state", p->state);
     hidden(b, "code_challenge", p->code_challenge);
     hidden(b, "code_challenge_method", p->code_challenge_method);
+    hidden(b, "nonce", p->nonce);
     hidden(b, "csrf", csrf);
 }
 

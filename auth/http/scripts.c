@@ -33,7 +33,7 @@ static const char lua_session_create[] =
 
 static const char lua_code_create[] =
     "redis.call('HSET', KEYS[1], 'cid', ARGV[1], 'ru', ARGV[2], 'cc', ARGV[3], 'sub', ARGV[4], 'sid', ARGV[5], 'scope', "
-    "ARGV[6], 'acr', ARGV[7], 'used', '0', 'exp', ARGV[9])\n"
+    "ARGV[6], 'acr', ARGV[7], 'used', '0', 'exp', ARGV[9], 'nonce', ARGV[10])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[8])\n"
     "return 1\n";
 
@@ -69,7 +69,8 @@ static const char lua_code_redeem[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
     "h['scope'], 'acr', h['acr'], 'used', '0', 'exp', now + tonumber(ARGV[6]))\n"
     "  redis.call('EXPIRE', KEYS[2], ARGV[6])\n"
     "end\n"
-    "return {'ok', h['sub'], h['sid'], h['scope'], h['acr']}\n";
+    "return {'ok', h['sub'], h['sid'], h['scope'], h['acr'], h['nonce'] or '', "
+    "redis.call('HGET', ARGV[7] .. 'sess:' .. h['sid'], 'at') or ''}\n";
 
 static const char lua_rt_rotate[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
     "local now = tonumber(ARGV[9])\n"
@@ -97,7 +98,7 @@ static const char lua_rt_rotate[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
     "redis.call('HSET', KEYS[2], 'fam', h['fam'], 'sub', h['sub'], 'sid', h['sid'], 'cid', h['cid'], 'scope', h['scope'], "
     "'acr', h['acr'], 'used', '0', 'exp', now + tonumber(ARGV[4]))\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
-    "return {'ok', h['sub'], h['sid'], scope, h['acr']}\n";
+    "return {'ok', h['sub'], h['sid'], scope, h['acr'], '', redis.call('HGET', ARGV[2] .. 'sess:' .. h['sid'], 'at') or ''}\n";
 
 static const char lua_rt_revoke[] = "local f = redis.call('HMGET', KEYS[1], 'cid', 'fam')\n"
                                     "if not f[1] then return 0 end\n"

@@ -22,7 +22,7 @@ static void on_userinfo(gw_task_t *o, const redisReply *reply, const char *err)
         return;
     }
     json_t *doc = json_object(), *cards = json_array();
-    json_object_set_new(doc, "sub", json_string(gw_reply_str(reply, 0)));
+    json_object_set_new(doc, "sub", json_string(o->ctx)); /* as the client knows the resident (oidc.c) */
     json_object_set_new(doc, "name", json_string(gw_reply_str(reply, 1)));
     json_object_set_new(doc, "phone_number", json_string(gw_reply_str(reply, 2)));
     for (const char *p = gw_reply_str(reply, 3); *p != '\0';) {
@@ -41,7 +41,16 @@ static void on_userinfo(gw_task_t *o, const redisReply *reply, const char *err)
 void auth_userinfo_handle(gw_req_t *greq)
 {
     const auth_claims_t *cl = greq->claims;
+    /* a client no longer configured keeps the default of partners: its own pairwise subjects */
+    gw_client_conf_t gone = {.id = (char *)cl->client_id, .subject_type = GW_SUBJECT_PAIRWISE};
+    const gw_client_conf_t *client = gw_conf_client(greq->gen->conf, cl->client_id);
+    char sub[AUTH_SUB_MAX];
+    if (auth_subject_for(greq->gen->conf, client != NULL ? client : &gone, cl->sub, sub) != 0) {
+        gw_oauth_error(greq, 503, "temporarily_unavailable", "the subject cannot be derived (data key)");
+        return;
+    }
     gw_task_t *o = gw_task_new(greq);
+    o->ctx = h2o_strdup(&greq->req->pool, sub, SIZE_MAX).base;
     char key[200];
     snprintf(key, sizeof(key), AUTH_RK_USER "%s", cl->sub);
     const char *argv[] = {"HMGET", h2o_strdup(&greq->req->pool, key, SIZE_MAX).base, "sub", "name_masked", "phone_masked", "cards"};

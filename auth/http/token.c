@@ -66,12 +66,37 @@ void auth_count_issued(gw_thread_t *thread, const char *grant)
 
 /* ---- /oauth2/token -------------------------------------------------------------------------------------- */
 
-static void send_tokens(gw_task_t *o, const char *grant, const char *sub, const char *sid, const char *scope, const char *acr,
-                        const char *refresh)
+/* what a grant issues tokens for; a resident's grant (RESIDENT) with openid gets an ID token too */
+typedef struct {
+    const char *sub, *sid, *scope, *acr, *nonce;
+    int64_t auth_time;
+    int resident;
+} grant_t;
+
+/* a redeemed code's or a rotated refresh token's script reply: {"ok", sub, sid, scope, acr, nonce, auth_time} */
+static grant_t grant_of_reply(const redisReply *reply)
+{
+    return (grant_t){.sub = gw_reply_str(reply, 1), .sid = gw_reply_str(reply, 2), .scope = gw_reply_str(reply, 3),
+                     .acr = gw_reply_str(reply, 4), .nonce = gw_reply_str(reply, 5),
+                     .auth_time = strtoll(gw_reply_str(reply, 6), NULL, 10), .resident = 1};
+}
+
+static void send_tokens(gw_task_t *o, const char *grant, const grant_t *g, const char *refresh)
 {
     auth_cauth_t *c = o->ctx;
+    const char *scope = g->scope;
     int64_t exp;
-    char *at = auth_issue_access_token(o->greq->gen, sub, c->client->id, scope, sid, acr, c->jti, &exp);
+    char *at = auth_issue_access_token(o->greq->gen, g->sub, c->client->id, scope, g->sid, g->acr, c->jti, &exp);
+    char *idt = NULL;
+    if (at != NULL && g->resident && auth_scope_subset_str("openid", scope)) {
+        auth_id_token_t t = {.sub = g->sub, .sid = g->sid, .acr = g->acr, .nonce = g->nonce, .auth_time = g->auth_time,
+                             .access_token = at};
+        if ((idt = auth_issue_id_token(o->greq->gen, c->client, &t)) == NULL) {
+            OPENSSL_cleanse(at, strlen(at));
+            free(at);
+            at = NULL;
+        }
+    }
     if (at == NULL) {
         gw_oauth_error(o->greq, 503, "temporarily_unavailable", "no signing key is loaded");
         return;
@@ -83,6 +108,10 @@ static void send_tokens(gw_task_t *o, const char *grant, const char *sub, const 
     json_object_set_new(doc, "scope", json_string(scope));
     if (refresh != NULL)
         json_object_set_new(doc, "refresh_token", json_string(refresh));
+    if (idt != NULL) {
+        json_object_set_new(doc, "id_token", json_string(idt));
+        free(idt);
+    }
     OPENSSL_cleanse(at, strlen(at));
     free(at);
     auth_count_issued(o->greq->thread, grant);
@@ -96,8 +125,8 @@ static void on_code_redeemed(gw_task_t *o, const redisReply *reply, const char *
         return;
     const char *status = gw_reply_str(reply, 0);
     if (strcmp(status, "ok") == 0) {
-        send_tokens(o, "authorization_code", gw_reply_str(reply, 1), gw_reply_str(reply, 2), gw_reply_str(reply, 3),
-                    gw_reply_str(reply, 4), c->rt[0] != '\0' ? c->rt : NULL);
+        grant_t g = grant_of_reply(reply);
+        send_tokens(o, "authorization_code", &g, c->rt[0] != '\0' ? c->rt : NULL);
         return;
     }
     if (strcmp(status, "used") == 0) {
@@ -184,8 +213,9 @@ static void on_rt_rotated(gw_task_t *o, const redisReply *reply, const char *err
         return;
     const char *status = gw_reply_str(reply, 0);
     if (strcmp(status, "ok") == 0) {
-        send_tokens(o, "refresh_token", gw_reply_str(reply, 1), gw_reply_str(reply, 2), gw_reply_str(reply, 3),
-                    gw_reply_str(reply, 4), c->rt);
+        grant_t g = grant_of_reply(reply);
+        g.nonce = NULL; /* a refreshed ID token carries no nonce (OIDC Core §12.2) */
+        send_tokens(o, "refresh_token", &g, c->rt);
         return;
     }
     if (strcmp(status, "reused") == 0) {
@@ -255,7 +285,8 @@ static void grant_client_credentials(gw_task_t *o)
         return;
     }
     c->jti[0] = '\0';
-    send_tokens(o, "client_credentials", c->client->id, NULL, scope, "0", NULL);
+    grant_t g = {.sub = c->client->id, .scope = scope, .acr = "0"};
+    send_tokens(o, "client_credentials", &g, NULL);
 }
 
 static void token_after_auth(gw_task_t *o, const gw_client_conf_t *client)

@@ -65,7 +65,11 @@ static void send_discovery(gw_req_t *greq)
     static const char *const auth_methods[] = {"none", "client_secret_basic", NULL};
     static const char *const confidential_methods[] = {"client_secret_basic", NULL};
     static const char *const algs[] = {"ES256", NULL};
-    static const char *const subjects[] = {"public", NULL};
+    static const char *const subjects[] = {"public", "pairwise", NULL};
+    static const char *const acrs[] = {"pwd", NULL};
+    /* what ID tokens and userinfo carry (oidc.c, session.c) */
+    static const char *const claims[] = {"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "acr", "amr",
+                                         "at_hash", "sid", "name", "phone_number", "cards", NULL};
     static const char *const response_modes[] = {"query", NULL};
     json_t *doc = json_object();
     json_object_set_new(doc, "issuer", json_string(conf->issuer));
@@ -74,7 +78,8 @@ static void send_discovery(gw_req_t *greq)
     json_object_set_new(doc, "revocation_endpoint", endpoint(conf, "/oauth2/revoke"));
     json_object_set_new(doc, "introspection_endpoint", endpoint(conf, "/oauth2/introspect"));
     json_object_set_new(doc, "userinfo_endpoint", endpoint(conf, "/oauth2/userinfo"));
-    json_object_set_new(doc, "end_session_endpoint", endpoint(conf, "/oauth2/logout"));
+    /* no end_session_endpoint: /oauth2/logout takes a bearer token, which no RP-initiated (browser) logout
+     * can send; it is announced when /oauth2/end_session exists (SPEC §6.2) */
     json_object_set_new(doc, "jwks_uri", endpoint(conf, "/.well-known/jwks.json"));
     json_object_set_new(doc, "response_types_supported", string_array(response_types));
     json_object_set_new(doc, "response_modes_supported", string_array(response_modes));
@@ -85,6 +90,8 @@ static void send_discovery(gw_req_t *greq)
     json_object_set_new(doc, "introspection_endpoint_auth_methods_supported", string_array(confidential_methods));
     json_object_set_new(doc, "id_token_signing_alg_values_supported", string_array(algs));
     json_object_set_new(doc, "subject_types_supported", string_array(subjects));
+    json_object_set_new(doc, "acr_values_supported", string_array(acrs));
+    json_object_set_new(doc, "claims_supported", string_array(claims));
     json_object_set_new(doc, "scopes_supported", scopes_supported(conf));
     json_object_set_new(doc, "authorization_response_iss_parameter_supported", json_true());
     char *text = json_dumps(doc, JSON_COMPACT);

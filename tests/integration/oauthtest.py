@@ -107,9 +107,11 @@ def parse_form(text):
 
 
 def authorize_params(client_id="hecheng-app", redirect_uri=APP_REDIRECT, scope="openid profile query",
-                     challenge=None, method="S256", state=None):
+                     challenge=None, method="S256", state=None, nonce=None):
     q = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": scope,
          "state": state or secrets.token_urlsafe(8)}
+    if nonce is not None:
+        q["nonce"] = nonce
     if challenge is not None:
         q["code_challenge"] = challenge
     if method is not None:
@@ -142,10 +144,11 @@ def consent(c, base, page, allow=True):
     return c.post(base + f.action, data=data)
 
 
-def code_flow(c, base, phone, password, client_id="hecheng-app", redirect_uri=APP_REDIRECT, scope="openid profile query"):
+def code_flow(c, base, phone, password, client_id="hecheng-app", redirect_uri=APP_REDIRECT, scope="openid profile query",
+              nonce=None):
     """The whole flow; returns (token response json, verifier, code)."""
     verifier, challenge = pkce()
-    params = authorize_params(client_id, redirect_uri, scope, challenge)
+    params = authorize_params(client_id, redirect_uri, scope, challenge, nonce=nonce)
     r = sign_in(c, base, phone, password, params)
     if r.status_code == 200 and "action\" value=\"consent\"" in r.text:
         r = consent(c, base, r)
@@ -160,6 +163,19 @@ def code_flow(c, base, phone, password, client_id="hecheng-app", redirect_uri=AP
 
 def jwks_client_keys(c, base):
     return {k["kid"]: jwt.PyJWK(k) for k in c.get(base + "/.well-known/jwks.json").json()["keys"]}
+
+
+def verify_id_token(c, base, token, client_id, access_token):
+    """Verifies an ID token as an OpenID Connect RP does (OIDC Core §3.1.3.7) with PyJWT and the JWKS:
+    signature, typ JWT, iss, aud and azp = CLIENT_ID, exp, and at_hash against ACCESS_TOKEN."""
+    keys = jwks_client_keys(c, base)
+    hdr = jwt.get_unverified_header(token)
+    assert hdr["alg"] == "ES256" and hdr["typ"] == "JWT" and hdr["kid"] in keys, hdr
+    claims = jwt.decode(token, keys[hdr["kid"]].key, algorithms=["ES256"], audience=client_id, issuer=ISS,
+                        options={"require": ["iss", "sub", "aud", "exp", "iat"]})
+    assert claims["azp"] == client_id, claims
+    assert claims["at_hash"] == b64u(hashlib.sha256(access_token.encode()).digest()[:16]), claims
+    return claims
 
 
 def verify(c, base, token, audience="hegate"):

@@ -1,0 +1,144 @@
+"""OpenID Connect on top of the sign-in service (SPEC §6.2): ID tokens with the code and refresh grants
+(nonce, auth_time, at_hash, sid, acr, amr, azp), verified as an RP would with PyJWT against the JWKS,
+and the subjects clients see: pairwise for partners (per client or sector_identifier, the same in the
+ID token and userinfo, across sign-ins and gateway nodes), the city-wide pseudonym for first-party
+clients and in every access token."""
+
+import secrets
+import time
+
+import pytest
+
+from hegatetest import route
+from oauthtest import (MP_REDIRECT, add_user, clients, code_flow, verify, verify_id_token)
+
+MP2_REDIRECT = "https://mp2.partner.test/cb"
+
+
+def oidc_clients(hegate_bin):
+    return clients(hegate_bin) + [
+        {"id": "mp-partner-2", "redirect_uris": [MP2_REDIRECT], "scopes": ["openid", "query"]},
+        {"id": "mp-public", "redirect_uris": [MP2_REDIRECT], "scopes": ["openid"], "subject_type": "public"},
+        {"id": "mp-sector-a", "redirect_uris": [MP2_REDIRECT], "scopes": ["openid"], "sector_identifier": "sector-x"},
+        {"id": "mp-sector-b", "redirect_uris": [MP2_REDIRECT], "scopes": ["openid"], "sector_identifier": "sector-x"},
+    ]
+
+
+@pytest.fixture
+def op(gateway, backend, hegate_bin):
+    b = backend("query")
+    extra = {"clients": oidc_clients(hegate_bin), "tokens": {"access_ttl": "5m", "audience": "hegate"}}
+    g = gateway([route("query", "/api/v1/query", [b.url], scopes=["query"])], extra=extra, start=False)
+    g2 = gateway([route("query", "/api/v1/query", [b.url], scopes=["query"])], extra=extra, start=False)
+    phone, password, sub = add_user(hegate_bin, g.cfg_path)
+    g.start()
+    g2.start()
+    return {"g": g, "g2": g2, "phone": phone, "password": password, "sub": sub}
+
+
+def flow(g, op, client_id="hecheng-app", redirect=None, scope="openid profile query", nonce=None):
+    from oauthtest import APP_REDIRECT
+    with g.client(http2=True) as c:
+        t, _, _ = code_flow(c, g.https, op["phone"], op["password"], client_id=client_id,
+                            redirect_uri=redirect or APP_REDIRECT, scope=scope, nonce=nonce)
+        at = verify(c, g.https, t["access_token"])
+        idt = verify_id_token(c, g.https, t["id_token"], client_id, t["access_token"]) if "id_token" in t else None
+        if "openid" not in scope.split():
+            return t, at, idt, None
+        ui = c.get(g.https + "/oauth2/userinfo", headers={"authorization": "Bearer " + t["access_token"]})
+        assert ui.status_code == 200, ui.text
+    return t, at, idt, ui.json()
+
+
+def test_code_grant_with_openid_returns_an_id_token(op):
+    g = op["g"]
+    nonce = secrets.token_urlsafe(16)
+    before = int(time.time())
+    t, at, idt, ui = flow(g, op, nonce=nonce)
+    assert idt is not None, t
+    assert idt["nonce"] == nonce
+    assert idt["sub"] == op["sub"] == at["sub"] == ui["sub"]  # first party: the city-wide pseudonym
+    assert idt["sid"] == at["sid"] and idt["acr"] == at["acr"] == "pwd" and idt["amr"] == ["pwd"]
+    assert before - 2 <= idt["auth_time"] <= idt["iat"] <= int(time.time()) + 1
+    assert idt["exp"] - idt["iat"] == 300  # tokens.access_ttl
+    for private in (op["phone"], "张三", "23020419900101123X"):
+        assert private not in str(idt)
+
+
+def test_no_openid_no_id_token_and_no_nonce_without_one(op):
+    g = op["g"]
+    t, _, _, _ = flow(g, op, scope="query")
+    assert "id_token" not in t and t["scope"] == "query"
+    t, _, idt, _ = flow(g, op)
+    assert "nonce" not in idt
+
+
+def test_nonce_longer_than_512_bytes_is_refused(op):
+    g = op["g"]
+    from oauthtest import APP_REDIRECT, authorize_params, location_params, pkce
+    _, challenge = pkce()
+    with g.client(http2=True) as c:
+        r = c.get(g.https + "/oauth2/authorize", params=authorize_params(challenge=challenge, nonce="n" * 513))
+        _, q = location_params(r)
+        assert q["error"] == "invalid_request", q
+
+
+def test_refresh_gives_a_new_id_token_of_the_same_sign_in(op):
+    g = op["g"]
+    t, _, idt, _ = flow(g, op, client_id="mp-partner", redirect=MP_REDIRECT, scope="openid query", nonce="n-1")
+    with g.client(http2=True) as c:
+        r = c.post(g.https + "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": t["refresh_token"],
+                                                    "client_id": "mp-partner"})
+        assert r.status_code == 200, r.text
+        t2 = r.json()
+        idt2 = verify_id_token(c, g.https, t2["id_token"], "mp-partner", t2["access_token"])
+    assert idt2["sub"] == idt["sub"] and idt2["sid"] == idt["sid"] and idt2["auth_time"] == idt["auth_time"]
+    assert "nonce" not in idt2 and idt["nonce"] == "n-1"
+    assert idt2["at_hash"] != idt["at_hash"]
+
+
+def test_partners_see_pairwise_subjects(op):
+    g, g2 = op["g"], op["g2"]
+    _, at1, idt1, ui1 = flow(g, op, client_id="mp-partner", redirect=MP_REDIRECT, scope="openid query")
+    _, at2, idt2, ui2 = flow(g, op, client_id="mp-partner-2", redirect=MP2_REDIRECT, scope="openid query")
+    assert at1["sub"] == at2["sub"] == op["sub"]  # access tokens: what back ends see, unchanged
+    assert idt1["sub"] != op["sub"] and idt2["sub"] != op["sub"] and idt1["sub"] != idt2["sub"]
+    assert ui1["sub"] == idt1["sub"] and ui2["sub"] == idt2["sub"]
+    # the same client on another sign-in through another node: the same pairwise subject
+    _, _, idt1b, ui1b = flow(g2, op, client_id="mp-partner", redirect=MP_REDIRECT, scope="openid query")
+    assert idt1b["sub"] == idt1["sub"] == ui1b["sub"] and idt1b["sid"] != idt1["sid"]
+    assert op["sub"] not in idt1["sub"]
+
+
+def test_subject_type_public_and_sector_identifier(op):
+    g = op["g"]
+    _, _, pub, _ = flow(g, op, client_id="mp-public", redirect=MP2_REDIRECT, scope="openid")
+    assert pub["sub"] == op["sub"]
+    _, _, a, _ = flow(g, op, client_id="mp-sector-a", redirect=MP2_REDIRECT, scope="openid")
+    _, _, b, _ = flow(g, op, client_id="mp-sector-b", redirect=MP2_REDIRECT, scope="openid")
+    _, _, p, _ = flow(g, op, client_id="mp-partner-2", redirect=MP2_REDIRECT, scope="openid")
+    assert a["sub"] == b["sub"] != op["sub"] and a["sub"] != p["sub"]
+
+
+def test_discovery_lists_what_is_implemented(op):
+    g = op["g"]
+    with g.client(http2=True) as c:
+        d = c.get(g.https + "/.well-known/openid-configuration").json()
+    assert d["subject_types_supported"] == ["public", "pairwise"]
+    assert d["id_token_signing_alg_values_supported"] == ["ES256"] and d["acr_values_supported"] == ["pwd"]
+    assert {"nonce", "auth_time", "at_hash", "sid", "acr", "amr", "azp"} <= set(d["claims_supported"])
+    assert "end_session_endpoint" not in d  # /oauth2/logout takes a bearer token: no RP can use it for that
+
+
+@pytest.mark.parametrize("bad,want", [
+    ({"subject_type": "secret"}, "subject_type"),
+    ({"sector_identifier": "has space"}, "sector_identifier"),
+])
+def test_check_refuses_bad_oidc_client_keys(gateway, hegate_bin, bad, want):
+    import subprocess
+    cl = clients(hegate_bin)
+    cl[1] = dict(cl[1], **bad)
+    g = gateway([route("q", "/api/v1/q", ["http://127.0.0.1:9"])], extra={"clients": cl}, start=False)
+    p = subprocess.run([hegate_bin, "check", "-c", g.cfg_path], capture_output=True, timeout=30)
+    err = p.stderr.decode() + p.stdout.decode()
+    assert p.returncode != 0 and want in err and g.cfg_path + ":" in err, err

@@ -126,10 +126,12 @@ static int addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
     return 0;
 }
 
-/* a slot is taken while connections are open from its address or its bucket has not drained */
+/* a slot is taken while connections are open from its address or its bucket has not drained. NOW_MS
+ * is the calling thread's loop clock, which may lag the clock of the thread that last touched the slot:
+ * a "now" before last_ms is no time at all (unsigned, it would be a bucket drained for ages). */
 static int slot_in_use(const addr_slot_t *s, uint64_t now_ms, uint64_t drain_ms)
 {
-    return s->last_ms != 0 && (s->open != 0 || now_ms - s->last_ms < drain_ms);
+    return s->last_ms != 0 && (s->open != 0 || now_ms < s->last_ms || now_ms - s->last_ms < drain_ms);
 }
 
 /* Counts a new connection from KEY. Returns its slot (≥ 0), -1 when the table has no room for it
@@ -161,9 +163,13 @@ static int addr_admit(const uint8_t key[16], const gw_conf_t *conf, uint64_t now
         s->last_ms = now_ms;
     }
     if (s != NULL) {
-        uint64_t drained = (now_ms - s->last_ms) * rate; /* rate per second = rate milli-connections per ms */
-        s->level = drained >= s->level ? 0 : (uint32_t)(s->level - drained);
-        s->last_ms = now_ms != 0 ? now_ms : 1;
+        if (now_ms > s->last_ms) { /* (another thread's clock may be ahead: then nothing drained) */
+            uint64_t drained = (now_ms - s->last_ms) * rate; /* rate per second = rate milli-connections per ms */
+            s->level = drained >= s->level ? 0 : (uint32_t)(s->level - drained);
+            s->last_ms = now_ms;
+        } else if (s->last_ms == 0) {
+            s->last_ms = 1;
+        }
         if (conf->limits.connections_per_ip != 0 && s->open >= conf->limits.connections_per_ip) {
             ret = -2 - GW_GUARD_PER_IP;
         } else if (rate != 0 && s->level + 1000 > burst_milli) {

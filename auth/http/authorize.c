@@ -31,6 +31,9 @@ typedef struct {
     const char *set_cookie; /* the session cookie to send with the final answer */
     int consented;
     char code[64];
+    /* OpenID Connect (SPEC §6.2), of the GET request only: the forms do not carry them */
+    int prompt_none, prompt_login;
+    int64_t max_age; /* seconds; -1: none */
 } az_t;
 
 static int is_b64url(const char *s, size_t min, size_t max)
@@ -91,6 +94,47 @@ static void redirect_to_client(gw_task_t *o, const char *code, const char *error
     auth_redirect(o->greq, h2o_strdup(&o->greq->req->pool, loc, SIZE_MAX).base);
 }
 
+/* prompt (none | login, space-separated; none alone) and max_age (decimal seconds) of form F into AZ;
+ * NULL, or why the request is invalid */
+static const char *read_oidc_params(az_t *az, const auth_form_t *f)
+{
+    const char *prompt = auth_form_get(f, "prompt"), *max_age = auth_form_get(f, "max_age");
+    az->max_age = -1;
+    for (const char *p = prompt != NULL ? prompt : ""; *p != '\0';) {
+        size_t l = strcspn(p, " ");
+        if (l == 4 && memcmp(p, "none", 4) == 0)
+            az->prompt_none = 1;
+        else if (l == 5 && memcmp(p, "login", 5) == 0)
+            az->prompt_login = 1;
+        else if (l != 0)
+            return "unsupported prompt value (none and login are supported)";
+        p += l;
+        while (*p == ' ')
+            ++p;
+    }
+    if (az->prompt_none && az->prompt_login)
+        return "prompt=none cannot be combined with other values";
+    if (max_age != NULL) {
+        size_t n = strlen(max_age);
+        if (n == 0 || n > 10 || strspn(max_age, "0123456789") != n)
+            return "max_age must be a number of seconds";
+        az->max_age = strtoll(max_age, NULL, 10);
+    }
+    return NULL;
+}
+
+static void show_signin(gw_task_t *o, int status, const char *error);
+
+/* no usable sign-in session: the sign-in page, or for prompt=none the OIDC error (Core §3.1.2.6) */
+static void need_signin(gw_task_t *o)
+{
+    az_t *az = o->ctx;
+    if (az->prompt_none)
+        redirect_to_client(o, NULL, "login_required", "the resident is not signed in");
+    else
+        show_signin(o, 200, NULL);
+}
+
 /* Checks the authorization request in AZ->p. 0: valid; -1: answered (an error page or a redirect). */
 static int validate(gw_task_t *o)
 {
@@ -112,6 +156,11 @@ static int validate(gw_task_t *o)
     }
     if (az->p.nonce != NULL && strlen(az->p.nonce) > AUTH_NONCE_MAX) {
         redirect_to_client(o, NULL, "invalid_request", "the nonce is too long");
+        return -1;
+    }
+    const char *why = read_oidc_params(az, &az->form);
+    if (why != NULL) {
+        redirect_to_client(o, NULL, "invalid_request", why);
         return -1;
     }
     if (!auth_strlist_has(&az->client->grants, "authorization_code")) {
@@ -264,6 +313,8 @@ static void on_consent_read(gw_task_t *o, const redisReply *reply, const char *e
         return;
     if (reply->type == REDIS_REPLY_STRING && auth_scope_subset_str(az->p.scope, reply->str))
         issue_code(o);
+    else if (az->prompt_none)
+        redirect_to_client(o, NULL, "consent_required", "the resident has not consented to these scopes");
     else
         show_consent(o);
 }
@@ -299,9 +350,13 @@ static void on_session_read(gw_task_t *o, const redisReply *reply, const char *e
     az->set_cookie = NULL;
     int found = 0;
     /* a session lives until its 'exp' on the gateway's clock (or Redis' TTL, whichever comes first) */
-    int expired = reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 && reply->element[3]->type == REDIS_REPLY_STRING &&
+    int expired = reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 && reply->element[3]->type == REDIS_REPLY_STRING &&
                   strtoll(reply->element[3]->str, NULL, 10) <= (long long)time(NULL);
-    if (!expired && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 && reply->element[0]->type == REDIS_REPLY_STRING &&
+    /* max_age: a sign-in longer ago than that does not count (OIDC Core §3.1.2.1) */
+    if (az->max_age >= 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 &&
+        (long long)time(NULL) - strtoll(gw_reply_str(reply, 4), NULL, 10) > (long long)az->max_age)
+        expired = 1;
+    if (!expired && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 && reply->element[0]->type == REDIS_REPLY_STRING &&
         reply->element[1]->type == REDIS_REPLY_STRING && reply->element[0]->len < sizeof(az->sub)) {
         char ck[65];
         auth_sha256_hex(secret, strlen(secret), ck);
@@ -319,7 +374,7 @@ static void on_session_read(gw_task_t *o, const redisReply *reply, const char *e
         send_error_page(o->greq, 400, "请重新登录 Please sign in again", "Your sign-in session has ended.");
         return;
     }
-    show_signin(o, 200, NULL);
+    need_signin(o);
 }
 
 /* looks the browser's session up: then with_session, or the sign-in page */
@@ -332,15 +387,15 @@ static void check_session(gw_task_t *o)
         if (az->consented)
             send_error_page(o->greq, 400, "请重新登录 Please sign in again", "Your sign-in session has ended.");
         else
-            show_signin(o, 200, NULL);
+            need_signin(o);
         return;
     }
     snprintf(az->sid, sizeof(az->sid), "%s", sid);
     az->set_cookie = secret; /* parked for on_session_read */
     char key[128];
     snprintf(key, sizeof(key), AUTH_RK_SESS "%s", sid);
-    const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "sub", "ck", "acr", "exp"};
-    gw_task_command(o, on_session_read, 6, argv, NULL);
+    const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "sub", "ck", "acr", "exp", "at"};
+    gw_task_command(o, on_session_read, 7, argv, NULL);
 }
 
 /* ---- sign-in ------------------------------------------------------------------------------------- */
@@ -541,7 +596,10 @@ void auth_authorize_handle(gw_req_t *greq)
         read_params(az, &az->form);
         if (validate(o) != 0)
             return;
-        check_session(o);
+        if (az->prompt_login) /* sign in again, whatever session the browser has */
+            show_signin(o, 200, NULL);
+        else
+            check_session(o);
         return;
     }
     if (!auth_form_content_type_ok(req) || req->entity.len > AUTH_FORM_MAX_BYTES ||

@@ -67,6 +67,7 @@ static void send_discovery(gw_req_t *greq)
     static const char *const algs[] = {"ES256", NULL};
     static const char *const subjects[] = {"public", "pairwise", NULL};
     static const char *const acrs[] = {"pwd", NULL};
+    static const char *const prompts[] = {"none", "login", NULL}; /* authorize.c */
     /* what ID tokens and userinfo carry (oidc.c, session.c) */
     static const char *const claims[] = {"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "acr", "amr",
                                          "at_hash", "sid", "name", "phone_number", "cards", NULL};
@@ -91,6 +92,7 @@ static void send_discovery(gw_req_t *greq)
     json_object_set_new(doc, "id_token_signing_alg_values_supported", string_array(algs));
     json_object_set_new(doc, "subject_types_supported", string_array(subjects));
     json_object_set_new(doc, "acr_values_supported", string_array(acrs));
+    json_object_set_new(doc, "prompt_values_supported", string_array(prompts));
     json_object_set_new(doc, "claims_supported", string_array(claims));
     json_object_set_new(doc, "scopes_supported", scopes_supported(conf));
     json_object_set_new(doc, "authorization_response_iss_parameter_supported", json_true());

@@ -4,6 +4,7 @@ and the subjects clients see: pairwise for partners (per client or sector_identi
 ID token and userinfo, across sign-ins and gateway nodes), the city-wide pseudonym for first-party
 clients and in every access token."""
 
+import contextlib
 import secrets
 import time
 
@@ -127,6 +128,7 @@ def test_discovery_lists_what_is_implemented(op):
     assert d["subject_types_supported"] == ["public", "pairwise"]
     assert d["id_token_signing_alg_values_supported"] == ["ES256"] and d["acr_values_supported"] == ["pwd"]
     assert {"nonce", "auth_time", "at_hash", "sid", "acr", "amr", "azp"} <= set(d["claims_supported"])
+    assert d["prompt_values_supported"] == ["none", "login"]
     assert "end_session_endpoint" not in d  # /oauth2/logout takes a bearer token: no RP can use it for that
 
 
@@ -142,3 +144,87 @@ def test_check_refuses_bad_oidc_client_keys(gateway, hegate_bin, bad, want):
     p = subprocess.run([hegate_bin, "check", "-c", g.cfg_path], capture_output=True, timeout=30)
     err = p.stderr.decode() + p.stdout.decode()
     assert p.returncode != 0 and want in err and g.cfg_path + ":" in err, err
+
+
+# ---- prompt and max_age ---------------------------------------------------------------------------------
+
+
+def authorize(c, g, client_id="hecheng-app", redirect=None, scope="openid query", **extra):
+    from oauthtest import APP_REDIRECT, authorize_params, pkce
+    _, challenge = pkce()
+    params = dict(authorize_params(client_id, redirect or APP_REDIRECT, scope, challenge), **extra)
+    return c.get(g.https + "/oauth2/authorize", params=params), params
+
+
+@contextlib.contextmanager
+def signed_in_browser(g, op):
+    """An httpx client holding a sign-in session cookie (as a browser after one sign-in)."""
+    with g.client(http2=True) as c:
+        code_flow(c, g.https, op["phone"], op["password"])
+        yield c
+
+
+def redirect_query(r):
+    from oauthtest import location_params
+    return location_params(r)[1]
+
+
+def test_prompt_none_without_a_session_is_login_required(op):
+    g = op["g"]
+    with g.client(http2=True) as c:
+        r, p = authorize(c, g, prompt="none")
+        q = redirect_query(r)
+    assert q["error"] == "login_required" and q["state"] == p["state"] and "code" not in q
+
+
+def test_prompt_none_with_a_session(op):
+    g = op["g"]
+    with signed_in_browser(g, op) as c:
+        q = redirect_query(authorize(c, g, prompt="none")[0])  # first party: no consent needed
+        assert "code" in q and "error" not in q
+        r, _ = authorize(c, g, client_id="mp-partner", redirect=MP_REDIRECT, prompt="none")
+        assert redirect_query(r)["error"] == "consent_required"
+        # consent once (no prompt), then prompt=none answers with a code
+        from oauthtest import consent
+        page, _ = authorize(c, g, client_id="mp-partner", redirect=MP_REDIRECT)
+        assert page.status_code == 200 and 'value="consent"' in page.text
+        assert "code" in redirect_query(consent(c, g.https, page))
+        q = redirect_query(authorize(c, g, client_id="mp-partner", redirect=MP_REDIRECT, prompt="none")[0])
+        assert "code" in q, q
+        # a scope not consented to yet asks again
+        r, _ = authorize(c, g, client_id="mp-partner", redirect=MP_REDIRECT, scope="openid appointment", prompt="none")
+        assert redirect_query(r)["error"] == "consent_required"
+
+
+def test_prompt_login_asks_again_despite_the_session(op):
+    g = op["g"]
+    with signed_in_browser(g, op) as c:
+        assert "code" in redirect_query(authorize(c, g)[0])
+        r, _ = authorize(c, g, prompt="login")
+        assert r.status_code == 200 and 'name="password"' in r.text
+
+
+def test_max_age_forces_a_fresh_sign_in(op):
+    g = op["g"]
+    with signed_in_browser(g, op) as c:
+        assert "code" in redirect_query(authorize(c, g, max_age="3600")[0])
+        time.sleep(2.1)
+        r, _ = authorize(c, g, max_age="1")
+        assert r.status_code == 200 and 'name="password"' in r.text
+        assert redirect_query(authorize(c, g, max_age="1", prompt="none")[0])["error"] == "login_required"
+    # after signing in again, the ID token's auth_time is the new sign-in
+    before = int(time.time())
+    with g.client(http2=True) as c:
+        from oauthtest import APP_REDIRECT
+        t, _, _ = code_flow(c, g.https, op["phone"], op["password"])
+        idt = verify_id_token(c, g.https, t["id_token"], "hecheng-app", t["access_token"])
+    assert idt["auth_time"] >= before - 1
+
+
+@pytest.mark.parametrize("extra", [{"prompt": "consent"}, {"prompt": "none login"}, {"max_age": "-1"},
+                                   {"max_age": "soon"}, {"max_age": ""}])
+def test_bad_prompt_and_max_age_are_invalid_requests(op, extra):
+    g = op["g"]
+    with g.client(http2=True) as c:
+        q = redirect_query(authorize(c, g, **extra)[0])
+    assert q["error"] == "invalid_request", q

@@ -22,7 +22,6 @@ typedef struct {
     auth_authz_params_t p;
     const gw_client_conf_t *client;
     auth_form_t form;
-    const char *pre;  /* pre-auth cookie value */
     const char *csrf; /* the token the forms carry */
     char phone_idx[65];
     const char *password;
@@ -211,13 +210,12 @@ static int is_tls(gw_req_t *greq)
 }
 
 /* the CSRF token of the pre-auth cookie; sets the cookie first if the browser has none */
-static int prepare_csrf(gw_task_t *o)
+const char *auth_csrf_token(gw_req_t *greq)
 {
-    az_t *az = o->ctx;
-    h2o_req_t *req = o->greq->req;
-    const uint8_t *dk = auth_service_data_key(o->greq->gen->conf);
+    h2o_req_t *req = greq->req;
+    const uint8_t *dk = auth_service_data_key(greq->gen->conf);
     if (dk == NULL)
-        return -1;
+        return NULL;
     const char *pre = auth_cookie_get(req, AUTH_COOKIE_PRE);
     if (pre == NULL || !is_b64url(pre, 43, 43)) {
         char *fresh = h2o_mem_alloc_pool(&req->pool, 64);
@@ -225,7 +223,7 @@ static int prepare_csrf(gw_task_t *o)
         pre = fresh;
         char cookie[256];
         snprintf(cookie, sizeof(cookie), AUTH_COOKIE_PRE "=%s; Path=/oauth2; Max-Age=3600; HttpOnly; SameSite=Lax%s", pre,
-                 is_tls(o->greq) ? "; Secure" : "");
+                 is_tls(greq) ? "; Secure" : "");
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, h2o_strdup(&req->pool, cookie, SIZE_MAX).base,
                        strlen(cookie));
     }
@@ -234,9 +232,29 @@ static int prepare_csrf(gw_task_t *o)
     auth_subkey(dk, "csrf", k);
     auth_hmac_hex(k, pre, strlen(pre), csrf);
     OPENSSL_cleanse(k, sizeof(k));
-    az->pre = pre;
-    az->csrf = csrf;
-    return 0;
+    return csrf;
+}
+
+int auth_csrf_ok(gw_req_t *greq, const char *csrf)
+{
+    const char *pre = auth_cookie_get(greq->req, AUTH_COOKIE_PRE);
+    const uint8_t *dk = auth_service_data_key(greq->gen->conf);
+    char want[65];
+    int ok = 0;
+    if (dk != NULL && csrf != NULL && pre != NULL && is_b64url(pre, 43, 43)) {
+        uint8_t k[32];
+        auth_subkey(dk, "csrf", k);
+        auth_hmac_hex(k, pre, strlen(pre), want);
+        OPENSSL_cleanse(k, sizeof(k));
+        ok = auth_str_equal_ct(csrf, want);
+    }
+    return ok;
+}
+
+static int prepare_csrf(gw_task_t *o)
+{
+    az_t *az = o->ctx;
+    return (az->csrf = auth_csrf_token(o->greq)) != NULL ? 0 : -1;
 }
 
 static void show_signin(gw_task_t *o, int status, const char *error)
@@ -621,20 +639,9 @@ static void continue_post(gw_task_t *o)
 {
     az_t *az = o->ctx;
     gw_req_t *greq = o->greq;
-    h2o_req_t *req = greq->req;
     /* CSRF: the form's token must be the HMAC of this browser's pre-auth cookie */
     const char *csrf = auth_form_get(&az->form, "csrf"), *action = auth_form_get(&az->form, "action");
-    const char *pre = auth_cookie_get(req, AUTH_COOKIE_PRE);
-    const uint8_t *dk = auth_service_data_key(greq->gen->conf);
-    char want[65];
-    int csrf_ok = 0;
-    if (dk != NULL && csrf != NULL && pre != NULL && is_b64url(pre, 43, 43)) {
-        uint8_t k[32];
-        auth_subkey(dk, "csrf", k);
-        auth_hmac_hex(k, pre, strlen(pre), want);
-        OPENSSL_cleanse(k, sizeof(k));
-        csrf_ok = auth_str_equal_ct(csrf, want);
-    }
+    int csrf_ok = auth_csrf_ok(greq, csrf);
     if (!csrf_ok) {
         send_error_page(greq, 403, "页面已过期 The page expired", "请返回应用重新开始。Please go back to the app and start again.");
         return;

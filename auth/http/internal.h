@@ -80,6 +80,14 @@ struct auth_cauth {
  * for public ones unless CONFIDENTIAL_ONLY), then calls NEXT. Answers errors itself. */
 void auth_client_authenticate(gw_task_t *o, int confidential_only, auth_cauth_cb next);
 
+/* ---- authorize.c (shared with session.c's end_session page) ------------------------------------ */
+
+/* The CSRF token a form of this browser carries (HMAC of its pre-auth cookie, which is set first when
+ * missing); NULL without a data key. */
+const char *auth_csrf_token(gw_req_t *greq);
+/* whether CSRF is that token for this browser */
+int auth_csrf_ok(gw_req_t *greq, const char *csrf);
+
 /* ---- oidc.c ------------------------------------------------------------------------------------- */
 
 #define AUTH_SUB_MAX 128

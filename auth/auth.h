@@ -287,6 +287,19 @@ char *auth_jwt_sign_id(const auth_key_t *key, const json_t *claims);
 /* The same for claims already serialised: CLAIMS must be one JSON object (checked); signed byte for byte. */
 char *auth_jwt_sign_text(const auth_key_t *key, const char *claims, size_t len);
 
+/* What an id_token_hint names (OpenID Connect RP-Initiated Logout 1.0 §2). */
+typedef struct {
+    char aud[128]; /* the client it was issued to */
+    char sub[128]; /* as that client knows the resident */
+    char sid[128]; /* the sign-in session; "" if none */
+} auth_hint_t;
+
+/* An ID token of this gateway's as a logout hint: the JWS checked as strictly as an access token (ES256,
+ * typ exactly "JWT", a kid of KEYS that still verifies at NOW, the signature), iss = ISSUER, aud one
+ * string; expiry is not checked (an RP may hint with an expired ID token). AUTH_OK fills OUT. */
+auth_reason_t auth_verify_id_token_hint(const auth_keyset_t *keys, const char *issuer, const char *token, size_t len, int64_t now,
+                                       auth_hint_t *out);
+
 /* ---- tokcache.c ------------------------------------------------------------------------------- */
 
 /*

@@ -421,6 +421,57 @@ auth_reason_t auth_verify_token(const auth_verifier_t *v, const char *token, siz
     return r;
 }
 
+auth_reason_t auth_verify_id_token_hint(const auth_keyset_t *keys, const char *issuer, const char *token, size_t len, int64_t now,
+                                       auth_hint_t *out)
+{
+    if (len > AUTH_TOKEN_BYTES_DEFAULT)
+        return AUTH_TOO_LONG;
+    jws_parts_t p;
+    json_t *h = NULL;
+    auth_reason_t r = jws_split(token, len, &p);
+    if (r == AUTH_OK)
+        r = jws_header(&p, &h);
+    if (r != AUTH_OK)
+        return r;
+    json_t *kid = json_object_get(h, "kid"), *typ = json_object_get(h, "typ");
+    const auth_key_t *key = NULL;
+    if (json_object_get(h, "cty") != NULL || !json_is_string(kid) || json_string_length(kid) == 0 ||
+        json_string_length(kid) > AUTH_KID_MAX)
+        r = AUTH_BAD_HEADER;
+    else if (!json_is_string(typ) || strcmp(json_string_value(typ), "JWT") != 0) /* ours say exactly this */
+        r = AUTH_BAD_TYP;
+    else if ((key = auth_keyset_find(keys, json_string_value(kid), json_string_length(kid), now)) == NULL)
+        r = AUTH_UNKNOWN_KID;
+    else if (key->alg != AUTH_ALG_ES256)
+        r = AUTH_ALG_NOT_ALLOWED;
+    else
+        r = jws_signature(&p, key);
+    json_decref(h);
+    if (r != AUTH_OK)
+        return r;
+    size_t max = p.payload_len / 4 * 3 + 3;
+    char *buf = malloc(max);
+    if (buf == NULL)
+        return AUTH_INTERNAL;
+    long n = crypto_b64url_decode(buf, max, p.payload, p.payload_len);
+    json_t *c = n > 0 ? auth_json_parse_object(buf, (size_t)n, AUTH_JSON_DEPTH) : NULL;
+    free(buf);
+    if (c == NULL)
+        return AUTH_MALFORMED;
+    json_t *iss = json_object_get(c, "iss"), *aud = json_object_get(c, "aud"), *sub = json_object_get(c, "sub"),
+           *sid = json_object_get(c, "sid");
+    out->sid[0] = '\0';
+    if (iss == NULL || aud == NULL || sub == NULL)
+        r = AUTH_MISSING_CLAIM;
+    else if (!json_is_string(iss) || strcmp(json_string_value(iss), issuer) != 0)
+        r = AUTH_BAD_ISS;
+    else if (copy_claim(out->aud, sizeof(out->aud), aud) != 0 || copy_claim(out->sub, sizeof(out->sub), sub) != 0 ||
+             (sid != NULL && copy_claim(out->sid, sizeof(out->sid), sid) != 0))
+        r = AUTH_BAD_CLAIM; /* (our ID tokens have one audience, a string) */
+    json_decref(c);
+    return r;
+}
+
 /* a revocation callback's answer: 0 not revoked, 1 revoked, anything else unknown */
 static auth_reason_t revocation_reason(int answer)
 {

@@ -69,6 +69,7 @@ typedef enum { GW_SUBJECT_PAIRWISE, GW_SUBJECT_PUBLIC } gw_subject_type_t;
 typedef struct {
     char *id;
     gw_strlist_t redirect_uris;
+    gw_strlist_t post_logout_redirect_uris; /* where /oauth2/end_session may send the browser back to */
     gw_strlist_t scopes;
     gw_strlist_t grants;  /* default: [authorization_code, refresh_token] */
     gw_strlist_t roles;   /* transit | medical | merchant | government | tourism */

@@ -222,6 +222,7 @@ static const char *const role_names[] = {"transit", "medical", "merchant", "gove
 static const gw_conf_field_t client_fields[] = {
     F_STRING(gw_client_conf_t, "id", id, .check = gw_conf_check_client_id, REQUIRED),
     F_LIST(gw_client_conf_t, "redirect_uris", redirect_uris, .check = gw_conf_check_redirect_uri),
+    F_LIST(gw_client_conf_t, "post_logout_redirect_uris", post_logout_redirect_uris, .check = gw_conf_check_redirect_uri),
     F_LIST(gw_client_conf_t, "scopes", scopes, .check = gw_conf_check_scope),
     F_LIST(gw_client_conf_t, "grants", grants, .allowed = grant_names, .min = 1),
     F_LIST(gw_client_conf_t, "roles", roles, .allowed = role_names),

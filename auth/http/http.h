@@ -90,6 +90,8 @@ typedef struct {
 h2o_iovec_t auth_page_signin(h2o_mem_pool_t *pool, const auth_authz_params_t *p, const char *csrf, const char *error,
                              const char *client_label);
 h2o_iovec_t auth_page_consent(h2o_mem_pool_t *pool, const auth_authz_params_t *p, const char *csrf, const char *client_label);
+/* "Sign out of this browser?" with a confirming form (POST /oauth2/end_session, action=logout, CSRF). */
+h2o_iovec_t auth_page_end_session(h2o_mem_pool_t *pool, const char *csrf);
 h2o_iovec_t auth_page_error(h2o_mem_pool_t *pool, const char *title, const char *message);
 /* Sends an HTML page with the headers every page gets (no-store, CSP, frame-ancestors 'none'...). */
 void auth_page_send(gw_req_t *greq, int status, h2o_iovec_t body);

@@ -80,14 +80,6 @@ struct auth_cauth {
  * for public ones unless CONFIDENTIAL_ONLY), then calls NEXT. Answers errors itself. */
 void auth_client_authenticate(gw_task_t *o, int confidential_only, auth_cauth_cb next);
 
-/* ---- authorize.c (shared with session.c's end_session page) ------------------------------------ */
-
-/* The CSRF token a form of this browser carries (HMAC of its pre-auth cookie, which is set first when
- * missing); NULL without a data key. */
-const char *auth_csrf_token(gw_req_t *greq);
-/* whether CSRF is that token for this browser */
-int auth_csrf_ok(gw_req_t *greq, const char *csrf);
-
 /* ---- oidc.c ------------------------------------------------------------------------------------- */
 
 #define AUTH_SUB_MAX 128
@@ -132,11 +124,18 @@ void auth_introspect_handle(gw_req_t *greq);
 void auth_userinfo_handle(gw_req_t *greq);
 void auth_logout_handle(gw_req_t *greq);
 void auth_logout_all_handle(gw_req_t *greq);
+/* GET|POST /oauth2/end_session (OpenID Connect RP-Initiated Logout) */
+void auth_end_session_handle(gw_req_t *greq);
 
 /* ---- authorize.c -------------------------------------------------------------------------------- */
 
 /* "<sid>.<secret>" of the hegate_sid cookie, split and checked for shape; 0 or -1 */
 int auth_session_cookie_split(h2o_mem_pool_t *pool, const char *cookie, const char **sid, const char **secret);
+/* The CSRF token a form of this browser carries (HMAC of its pre-auth cookie, which is set first when
+ * missing); NULL without a data key. session.c's end_session page uses it too. */
+const char *auth_csrf_token(gw_req_t *greq);
+/* whether CSRF is that token for this browser */
+int auth_csrf_ok(gw_req_t *greq, const char *csrf);
 
 /* ---- oauth.c: small shared helpers -------------------------------------------------------------- */
 

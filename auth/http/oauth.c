@@ -171,6 +171,8 @@ static gw_endpoint_t oauth_endpoints[] = {
      .methods = GW_M_POST,
      .auth = GW_AUTH_BEARER | GW_AUTH_OPTIONAL | GW_AUTH_OWN | GW_AUTH_REVOKED_OK,
      .handle = auth_logout_handle},
+    /* RP-initiated logout: a browser, no token (SPEC §6.2) */
+    {.name = "end_session", .path = "end_session", .methods = GW_M_GET | GW_M_POST, .handle = auth_end_session_handle},
     {.name = "logout-all",
      .path = "logout-all",
      .methods = GW_M_POST,

@@ -188,6 +188,18 @@ h2o_iovec_t auth_page_consent(h2o_mem_pool_t *pool, const auth_authz_params_t *p
     return finish(&b);
 }
 
+h2o_iovec_t auth_page_end_session(h2o_mem_pool_t *pool, const char *csrf)
+{
+    sb_t b = {pool, NULL, 0, 0};
+    sb_grow(&b, 2048);
+    head(&b, "退出登录 Sign out — 鹤城在线");
+    sb_raw(&b, "<h1>退出登录 Sign out</h1>\n<p>要退出此浏览器中的鹤城在线账号吗？<br>Sign out of your Hecheng Online account in "
+               "this browser?</p>\n<form method=\"post\" action=\"/oauth2/end_session\">\n");
+    hidden(&b, "csrf", csrf);
+    sb_raw(&b, "<button type=\"submit\" name=\"action\" value=\"logout\" id=\"logout\">退出 Sign out</button>\n</form>\n");
+    return finish(&b);
+}
+
 h2o_iovec_t auth_page_error(h2o_mem_pool_t *pool, const char *title, const char *message)
 {
     sb_t b = {pool, NULL, 0, 0};

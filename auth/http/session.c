@@ -66,15 +66,20 @@ static void clear_session_cookie(gw_req_t *greq)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v, strlen(v));
 }
 
+/* the DONE of logout_session and logout_cookie_session: REPLY and ERR both NULL when there was no live
+ * session to end */
+#define ENDED_OR_NOTHING(o, reply, err) ((reply) == NULL && (err) == NULL ? 0 : gw_task_store_failed((o), (reply), (err)))
+
 static void on_logout(gw_task_t *o, const redisReply *reply, const char *err)
 {
-    if (gw_task_store_failed(o, reply, err))
+    if (ENDED_OR_NOTHING(o, reply, err))
         return;
     clear_session_cookie(o->greq);
     auth_send_no_content(o->greq);
 }
 
-static void logout_session(gw_task_t *o, const char *sid)
+/* ends session SID (in Redis, published to every node, and in this node's revocation set), then DONE */
+static void logout_session(gw_task_t *o, const char *sid, gw_task_store_cb done)
 {
     const gw_conf_t *conf = o->greq->gen->conf;
     char key[160], revexp[24], m[160];
@@ -84,23 +89,44 @@ static void logout_session(gw_task_t *o, const char *sid)
     snprintf(key, sizeof(key), AUTH_RK_SESS "%s", sid);
     snprintf(revexp, sizeof(revexp), "%lld", (long long)exp);
     const char *args[] = {key, AUTH_RK, sid, revexp, GW_REVOCATIONS_CHANNEL};
-    gw_task_eval(o, &auth_scripts()->logout, on_logout, 1, 5, args, NULL);
+    gw_task_eval(o, &auth_scripts()->logout, done, 1, 5, args, NULL);
 }
+
+/* the browser's session cookie, checked against its record: {sid, secret, DONE} in the task's ctx */
+typedef struct {
+    const char *sid, *secret;
+    gw_task_store_cb done;
+    const char *location; /* end_session: where to send the browser afterwards, or NULL */
+} cookie_logout_t;
 
 static void on_cookie_session(gw_task_t *o, const redisReply *reply, const char *err)
 {
     if (gw_task_store_failed(o, reply, err))
         return;
-    const char **cs = o->ctx; /* {sid, secret} */
+    cookie_logout_t *cs = o->ctx;
     char ck[65];
-    auth_sha256_hex(cs[1], strlen(cs[1]), ck);
+    auth_sha256_hex(cs->secret, strlen(cs->secret), ck);
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 || reply->element[0]->type != REDIS_REPLY_STRING ||
         !auth_str_equal_ct(reply->element[0]->str, ck)) {
-        clear_session_cookie(o->greq);
-        auth_send_no_content(o->greq); /* no live session: nothing to end */
+        cs->done(o, NULL, NULL); /* no live session: nothing to end */
         return;
     }
-    logout_session(o, cs[0]);
+    logout_session(o, cs->sid, cs->done);
+}
+
+/* ends the session of the browser's cookie (if it is live), then CS->done; -1 when there is no cookie */
+static int logout_cookie_session(gw_task_t *o, cookie_logout_t *cs)
+{
+    h2o_req_t *req = o->greq->req;
+    const char *cookie = auth_cookie_get(req, AUTH_COOKIE_SESSION);
+    if (cookie == NULL || auth_session_cookie_split(&req->pool, cookie, &cs->sid, &cs->secret) != 0)
+        return -1;
+    o->ctx = cs;
+    char key[160];
+    snprintf(key, sizeof(key), AUTH_RK_SESS "%s", cs->sid);
+    const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "ck"};
+    gw_task_command(o, on_cookie_session, 3, argv, NULL);
+    return 0;
 }
 
 void auth_logout_handle(gw_req_t *greq)
@@ -108,20 +134,15 @@ void auth_logout_handle(gw_req_t *greq)
     h2o_req_t *req = greq->req;
     gw_task_t *o = gw_task_new(greq);
     if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) == -1) {
-        const char *cookie = auth_cookie_get(req, AUTH_COOKIE_SESSION), **cs = h2o_mem_alloc_pool(&req->pool, 2 * sizeof(char *));
-        if (cookie == NULL || auth_session_cookie_split(&req->pool, cookie, &cs[0], &cs[1]) != 0) {
+        cookie_logout_t *cs = h2o_mem_alloc_pool(&req->pool, sizeof(*cs));
+        *cs = (cookie_logout_t){.done = on_logout};
+        if (logout_cookie_session(o, cs) != 0) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer realm=\"hegate\""));
             gw_send_json(
                 greq, 401,
                 H2O_STRLIT(
                     "{\"error\":\"invalid_request\",\"error_description\":\"a bearer token or a session cookie is required\"}"));
-            return;
         }
-        o->ctx = cs;
-        char key[160];
-        snprintf(key, sizeof(key), AUTH_RK_SESS "%s", cs[0]);
-        const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "ck"};
-        gw_task_command(o, on_cookie_session, 3, argv, NULL);
         return;
     }
     const auth_claims_t *cl = greq->claims; /* the pipeline checked it (a revoked one still names its session) */
@@ -129,7 +150,7 @@ void auth_logout_handle(gw_req_t *greq)
         gw_oauth_error(greq, 400, "invalid_request", "the token has no sign-in session");
         return;
     }
-    logout_session(o, cl->sid);
+    logout_session(o, cl->sid, on_logout);
 }
 
 static void on_logout_all(gw_task_t *o, const redisReply *reply, const char *err)
@@ -162,4 +183,100 @@ void auth_logout_all_handle(gw_req_t *greq)
     snprintf(revexp, sizeof(revexp), "%lld", (long long)time(NULL) + (long long)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
     const char *args[] = {key, AUTH_RK, revexp, GW_REVOCATIONS_CHANNEL, cl->sid};
     gw_task_eval(o, &auth_scripts()->logout_all, on_logout_all, 1, 5, args, NULL);
+}
+
+/* ---- RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0; SPEC §6.2) -------------------------------- */
+
+static void send_page(gw_req_t *greq, int status, const char *title, const char *message)
+{
+    auth_page_send(greq, status, auth_page_error(&greq->req->pool, title, message));
+}
+
+static void on_ended(gw_task_t *o, const redisReply *reply, const char *err)
+{
+    if (ENDED_OR_NOTHING(o, reply, err))
+        return;
+    cookie_logout_t *cs = o->ctx;
+    clear_session_cookie(o->greq);
+    if (cs->location != NULL)
+        auth_redirect(o->greq, cs->location);
+    else
+        send_page(o->greq, 200, "已退出 Signed out", "您已退出鹤城在线。You are signed out of Hecheng Online.");
+}
+
+/* the client's registered URI with state appended, or NULL when URI is not one of CLIENT's */
+static const char *post_logout_location(h2o_mem_pool_t *pool, const gw_client_conf_t *client, const char *uri, const char *state)
+{
+    if (!auth_strlist_has(&client->post_logout_redirect_uris, uri))
+        return NULL;
+    char loc[4096 + 1024];
+    snprintf(loc, sizeof(loc), "%s", uri);
+    if (state != NULL) {
+        strcat(loc, strchr(uri, '?') != NULL ? "&state=" : "?state=");
+        auth_urlencode(loc, sizeof(loc), state);
+    }
+    return h2o_strdup(pool, loc, SIZE_MAX).base;
+}
+
+/* GET|POST /oauth2/end_session: with a valid id_token_hint (and at most the hint's client_id and one of
+ * that client's post_logout_redirect_uris) the hint's session ends and the browser goes back to the
+ * client with its state; otherwise the browser gets a confirmation page, and confirming (a CSRF-checked
+ * POST) ends the session of its cookie and shows that it did: never a redirect that was not verified. */
+void auth_end_session_handle(gw_req_t *greq)
+{
+    h2o_req_t *req = greq->req;
+    const gw_conf_t *conf = greq->gen->conf;
+    int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    auth_form_t form;
+    const char *text = "";
+    size_t len = 0;
+    if (post) {
+        if (!auth_form_content_type_ok(req) || req->entity.len > AUTH_FORM_MAX_BYTES) {
+            send_page(greq, 400, "无法退出 Cannot sign out", "The request is malformed.");
+            return;
+        }
+        text = req->entity.base != NULL ? req->entity.base : "", len = req->entity.len;
+    } else if (req->query_at != SIZE_MAX) {
+        text = req->path.base + req->query_at + 1, len = req->path.len - req->query_at - 1;
+    }
+    if (auth_form_parse(&req->pool, text, len, &form) != 0) {
+        send_page(greq, 400, "无法退出 Cannot sign out", "The request is malformed.");
+        return;
+    }
+    gw_task_t *o = gw_task_new(greq);
+    cookie_logout_t *cs = h2o_mem_alloc_pool(&req->pool, sizeof(*cs));
+    *cs = (cookie_logout_t){.done = on_ended};
+    o->ctx = cs;
+    const char *action = auth_form_get(&form, "action");
+    if (action != NULL) { /* the confirmation page's form */
+        if (!post || strcmp(action, "logout") != 0 || !auth_csrf_ok(greq, auth_form_get(&form, "csrf"))) {
+            send_page(greq, 403, "页面已过期 The page expired", "请重新退出。Please try signing out again.");
+            return;
+        }
+        if (logout_cookie_session(o, cs) != 0)
+            on_ended(o, NULL, NULL);
+        return;
+    }
+    const char *hint = auth_form_get(&form, "id_token_hint"), *uri = auth_form_get(&form, "post_logout_redirect_uri"),
+               *client_id = auth_form_get(&form, "client_id"), *state = auth_form_get(&form, "state");
+    auth_hint_t h;
+    const gw_client_conf_t *client = NULL;
+    if (hint != NULL && greq->gen->token_keys != NULL &&
+        auth_verify_id_token_hint(greq->gen->token_keys, conf->issuer, hint, strlen(hint), (int64_t)time(NULL), &h) == AUTH_OK &&
+        h.sid[0] != '\0' && (client_id == NULL || strcmp(client_id, h.aud) == 0))
+        client = gw_conf_client(conf, h.aud);
+    if (client == NULL || (state != NULL && strlen(state) > 512)) {
+        const char *csrf = auth_csrf_token(greq);
+        if (csrf == NULL) {
+            send_page(greq, 503, "暂时无法退出 Sign-out unavailable", "Please try again later.");
+            return;
+        }
+        auth_page_send(greq, 200, auth_page_end_session(&req->pool, csrf));
+        return;
+    }
+    if (uri != NULL && (cs->location = post_logout_location(&req->pool, client, uri, state)) == NULL) {
+        send_page(greq, 400, "无法退出 Cannot sign out", "The post_logout_redirect_uri is not registered for this application.");
+        return;
+    }
+    logout_session(o, h2o_strdup(&req->pool, h.sid, SIZE_MAX).base, on_ended);
 }

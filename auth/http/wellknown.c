@@ -79,8 +79,7 @@ static void send_discovery(gw_req_t *greq)
     json_object_set_new(doc, "revocation_endpoint", endpoint(conf, "/oauth2/revoke"));
     json_object_set_new(doc, "introspection_endpoint", endpoint(conf, "/oauth2/introspect"));
     json_object_set_new(doc, "userinfo_endpoint", endpoint(conf, "/oauth2/userinfo"));
-    /* no end_session_endpoint: /oauth2/logout takes a bearer token, which no RP-initiated (browser) logout
-     * can send; it is announced when /oauth2/end_session exists (SPEC §6.2) */
+    json_object_set_new(doc, "end_session_endpoint", endpoint(conf, "/oauth2/end_session"));
     json_object_set_new(doc, "jwks_uri", endpoint(conf, "/.well-known/jwks.json"));
     json_object_set_new(doc, "response_types_supported", string_array(response_types));
     json_object_set_new(doc, "response_modes_supported", string_array(response_modes));

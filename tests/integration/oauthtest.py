@@ -18,6 +18,7 @@ import jwt
 ISS = "https://hegate.test"
 APP_REDIRECT = "https://app.hegate.test/cb"
 MP_REDIRECT = "https://mp.partner.test/cb"
+MP_BYE = "https://mp.partner.test/bye"
 GATE_SECRET = "gate-line1-secret-" + "x" * 16
 
 
@@ -47,7 +48,8 @@ def clients(hegate_bin):
     return [
         {"id": "hecheng-app", "redirect_uris": [APP_REDIRECT], "first_party": True,
          "scopes": ["openid", "profile", "appointment", "query", "service", "qr", "payment"]},
-        {"id": "mp-partner", "redirect_uris": [MP_REDIRECT], "scopes": ["openid", "appointment", "query"]},
+        {"id": "mp-partner", "redirect_uris": [MP_REDIRECT], "scopes": ["openid", "appointment", "query"],
+         "post_logout_redirect_uris": [MP_BYE]},
         {"id": "gate-line1", "secret_hash": _secret_hash[hegate_bin], "grants": ["client_credentials"],
          "roles": ["transit"], "scopes": ["qr.verify"]},
     ]

@@ -129,7 +129,7 @@ def test_discovery_lists_what_is_implemented(op):
     assert d["id_token_signing_alg_values_supported"] == ["ES256"] and d["acr_values_supported"] == ["pwd"]
     assert {"nonce", "auth_time", "at_hash", "sid", "acr", "amr", "azp"} <= set(d["claims_supported"])
     assert d["prompt_values_supported"] == ["none", "login"]
-    assert "end_session_endpoint" not in d  # /oauth2/logout takes a bearer token: no RP can use it for that
+    assert d["end_session_endpoint"] == "https://hegate.test/oauth2/end_session"
 
 
 @pytest.mark.parametrize("bad,want", [
@@ -228,3 +228,99 @@ def test_bad_prompt_and_max_age_are_invalid_requests(op, extra):
     with g.client(http2=True) as c:
         q = redirect_query(authorize(c, g, **extra)[0])
     assert q["error"] == "invalid_request", q
+
+
+# ---- RP-initiated logout ---------------------------------------------------------------------------------
+
+
+def partner_session(g, op):
+    """A browser signed in to mp-partner: (client with the session cookie, token answer)."""
+    c = g.client(http2=True)
+    c.__enter__()
+    t, _, _ = code_flow(c, g.https, op["phone"], op["password"], client_id="mp-partner", redirect_uri=MP_REDIRECT,
+                        scope="openid query")
+    return c, t
+
+
+def session_alive(g, t):
+    with g.client(http2=True) as c:
+        r = c.get(g.https + "/api/v1/query/x", headers={"authorization": "Bearer " + t["access_token"]})
+    assert r.status_code in (200, 401), r.status_code
+    return r.status_code == 200
+
+
+def wait_dead(g, t, seconds=2.0):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if not session_alive(g, t):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_end_session_with_a_valid_hint_returns_to_the_client(op):
+    from oauthtest import MP_BYE
+    g, g2 = op["g"], op["g2"]
+    c, t = partner_session(g, op)
+    try:
+        r = c.get(g.https + "/oauth2/end_session", params={"id_token_hint": t["id_token"], "post_logout_redirect_uri": MP_BYE,
+                                                          "state": "s-42", "client_id": "mp-partner"})
+        assert r.status_code == 302 and r.headers["location"] == MP_BYE + "?state=s-42", (r.status_code, r.headers)
+        assert "hegate_sid=;" in r.headers.get("set-cookie", "") and "Max-Age=0" in r.headers["set-cookie"]
+        assert wait_dead(g, t) and wait_dead(g2, t)  # the session ended everywhere
+        rr = c.post(g.https + "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": t["refresh_token"],
+                                                     "client_id": "mp-partner"})
+        assert rr.status_code == 400 and rr.json()["error"] == "invalid_grant"
+        # the browser must sign in again
+        from oauthtest import authorize_params, pkce
+        page = c.get(g.https + "/oauth2/authorize", params=authorize_params("mp-partner", MP_REDIRECT, "openid", pkce()[1]))
+        assert page.status_code == 200 and 'name="password"' in page.text
+    finally:
+        c.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("case", ["no-hint", "tampered", "other-client", "unregistered-uri"])
+def test_end_session_never_redirects_unverified(op, case):
+    from oauthtest import MP_BYE
+    g = op["g"]
+    c, t = partner_session(g, op)
+    try:
+        hint = t["id_token"]
+        params = {"post_logout_redirect_uri": MP_BYE, "state": "x"}
+        if case == "tampered":
+            h, p, s = hint.split(".")
+            hint = ".".join([h, p, s[:-2] + ("AA" if s[-2:] != "AA" else "BB")])
+        if case == "other-client":
+            params["client_id"] = "hecheng-app"
+        if case == "unregistered-uri":
+            params["post_logout_redirect_uri"] = "https://evil.example/"
+        if case != "no-hint":
+            params["id_token_hint"] = hint
+        r = c.get(g.https + "/oauth2/end_session", params=params)
+        assert "location" not in r.headers, r.headers
+        if case == "unregistered-uri":
+            assert r.status_code == 400
+        else:
+            assert r.status_code == 200 and 'value="logout"' in r.text  # the confirmation page
+        time.sleep(0.3)
+        assert session_alive(g, t)  # nothing ended without the resident confirming
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_end_session_confirmation_page_ends_the_browsers_session(op):
+    from oauthtest import parse_form
+    g = op["g"]
+    c, t = partner_session(g, op)
+    try:
+        page = c.get(g.https + "/oauth2/end_session")
+        assert page.status_code == 200
+        f = parse_form(page.text)
+        assert f.action == "/oauth2/end_session" and f.fields.get("csrf")
+        bad = c.post(g.https + f.action, data={"action": "logout", "csrf": "0" * 64})
+        assert bad.status_code == 403 and session_alive(g, t)
+        r = c.post(g.https + f.action, data=dict(f.fields, action="logout"))
+        assert r.status_code == 200 and "Signed out" in r.text and "location" not in r.headers
+        assert wait_dead(g, t)
+    finally:
+        c.__exit__(None, None, None)

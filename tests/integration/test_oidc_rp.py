@@ -2,7 +2,8 @@
 (OpenID Certified; tests/rp/, pinned by its lockfile, installed by scripts/deps.sh, run with the
 machine's Node.js) does discovery, code + PKCE + state + nonce, the code exchange with its own ID token
 validation (JWKS signature, iss, aud, azp, exp, iat, nonce, at_hash), refresh with a new ID token,
-userinfo (sub matched against the ID token's) and prompt=none with and without a session; this test
+userinfo (sub matched against the ID token's), prompt=none with and without a session, and RP-initiated
+logout through the library's end-session URL; this test
 plays the browser on the sign-in and consent pages in between."""
 
 import json
@@ -13,7 +14,7 @@ import urllib.parse
 import pytest
 
 from hegatetest import route
-from oauthtest import MP_REDIRECT, add_user, clients, consent, parse_form
+from oauthtest import MP_BYE, MP_REDIRECT, add_user, clients, consent, parse_form
 
 RP_DIR = os.path.join(os.path.dirname(__file__), "..", "rp")
 
@@ -96,6 +97,15 @@ def test_openid_client_end_to_end(rp_gateway):
         cb2 = rp("callback", url=browse(browser, a["url"]), max_age=3600)
         assert cb2["ok"], cb2
         assert cb2["claims"]["sub"] == claims["sub"] and cb2["claims"]["nonce"] == a["nonce"]
+
+        # RP-initiated logout: the library's end-session URL ends the session and comes back with state
+        e = rp("end_session", uri=MP_BYE, state="bye-1")
+        assert e["ok"] and e["url"].startswith(g.https + "/oauth2/end_session?"), e
+        r = browser.get(e["url"])
+        assert r.status_code == 302 and r.headers["location"] == MP_BYE + "?state=bye-1", (r.status_code, r.headers)
+        a = rp("authorize", scope="openid query", prompt="none")
+        cb4 = rp("callback", url=browse(browser, a["url"]))
+        assert not cb4["ok"] and cb4["error"] == "login_required", cb4  # signed out in that browser too
 
     # prompt=none in a browser without a session: the library reports the OP's login_required
     with g.client(http2=True) as fresh:

@@ -42,6 +42,9 @@ const steps = {
   async userinfo() {
     return { userinfo: await client.userinfo(tokens) }; // passing the token set: sub must match the ID token's
   },
+  async end_session(m) { // RP-initiated logout: the URL the RP sends the browser to
+    return { url: client.endSessionUrl({ id_token_hint: tokens, post_logout_redirect_uri: m.uri, state: m.state }) };
+  },
   async tamper() { // the library must refuse an ID token whose signature does not hold
     const [h, p, s] = tokens.id_token.split('.');
     const bad = Buffer.from(s, 'base64url');

@@ -3,8 +3,8 @@
  * "Bearer " (or sit in a trusted issuer's JWKS file), the verifier answers with a reason — never a
  * crash, a hang, a leak or undefined behaviour. The first byte picks what the rest feeds:
  *
- *   0  a token, through auth_verify_token, auth_verify_bearer (with a token cache) and the
- *      low-level auth_jws_verify_es256
+ *   0  a token, through auth_verify_token, auth_verify_bearer (with a token cache), the
+ *      low-level auth_jws_verify_es256 and, as a logout hint, auth_verify_id_token_hint
  *   1  "<header JSON>\0<payload JSON>", signed here with the fuzzer's own key so that arbitrary
  *      headers and claims get past the signature and reach every header and claim check (twice:
  *      the second time from the cache); the first "KID" in the header becomes the key's kid
@@ -69,6 +69,10 @@ static void check_token(const char *tok, size_t len)
     const char *payload;
     size_t plen;
     auth_jws_verify_es256(tok, len, key, 0, &payload, &plen);
+    auth_hint_t hint; /* the same bytes as an id_token_hint (/oauth2/end_session) */
+    if (auth_verify_id_token_hint(ks, "https://hegate.example", tok, len, NOW, &hint) == AUTH_OK &&
+        (strlen(hint.aud) >= sizeof(hint.aud) || strlen(hint.sid) >= sizeof(hint.sid)))
+        abort();
     (void)auth_reason_name(r);
 }
 

@@ -689,7 +689,9 @@ void gw_conf_free(gw_conf_t *conf)
         gw_client_conf_t *cl = &conf->clients[i];
         free(cl->id);
         free(cl->secret_hash);
+        free(cl->sector_identifier);
         gw_conf_strlist_free(&cl->redirect_uris);
+        gw_conf_strlist_free(&cl->post_logout_redirect_uris);
         gw_conf_strlist_free(&cl->scopes);
         gw_conf_strlist_free(&cl->grants);
         gw_conf_strlist_free(&cl->roles);

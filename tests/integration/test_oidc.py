@@ -324,3 +324,36 @@ def test_end_session_confirmation_page_ends_the_browsers_session(op):
         assert wait_dead(g, t)
     finally:
         c.__exit__(None, None, None)
+
+
+def test_id_tokens_follow_key_rotation(gateway, backend, hegate_bin, tmp_path):
+    """ID tokens are signed by the newest token key (kid in the JWKS) and an older key's ID token still
+    works as a logout hint while that key verifies."""
+    import subprocess
+    from oauthtest import MP_BYE, jwks_client_keys
+    kd = tmp_path / "keys"
+    assert subprocess.run([hegate_bin, "keys", "generate", "--dir", str(kd)], capture_output=True, timeout=30).returncode == 0
+    b = backend("query")
+    g = gateway([route("query", "/api/v1/query", [b.url], scopes=["query"])],
+                extra={"clients": oidc_clients(hegate_bin), "keys": {"dir": str(kd)},
+                       "tokens": {"access_ttl": "5m", "audience": "hegate"}}, start=False)
+    phone, password, sub = add_user(hegate_bin, g.cfg_path)
+    g.start()
+    op = {"phone": phone, "password": password, "sub": sub}
+    t1, _, idt1, _ = flow(g, op, client_id="mp-partner", redirect=MP_REDIRECT, scope="openid query")
+    import jwt as pyjwt
+    kid1 = pyjwt.get_unverified_header(t1["id_token"])["kid"]
+    time.sleep(1.1)  # key files are named by their creation second
+    r = subprocess.run([hegate_bin, "keys", "rotate", "--dir", str(kd), "--purpose", "token"], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    g.reload()
+    t2, _, idt2, _ = flow(g, op, client_id="mp-partner", redirect=MP_REDIRECT, scope="openid query")
+    kid2 = pyjwt.get_unverified_header(t2["id_token"])["kid"]
+    with g.client(http2=True) as c:
+        keys = jwks_client_keys(c, g.https)
+    assert kid2 != kid1 and {kid1, kid2} <= set(keys)
+    assert idt2["sub"] == idt1["sub"]
+    # the older key's ID token is still a valid hint: its session ends, the browser goes back
+    with g.client(http2=True) as c:
+        r = c.get(g.https + "/oauth2/end_session", params={"id_token_hint": t1["id_token"], "post_logout_redirect_uri": MP_BYE})
+    assert r.status_code == 302 and r.headers["location"] == MP_BYE

@@ -4,7 +4,9 @@
 #   hegate token endpoint (client_credentials)  h1    bench/token_load.c, the same requests over HTTP/1.1: checks
 #                                                     the load client against h2load on a row both can measure
 #   hegate token endpoint (refresh_token rotation) h1 bench/token_load.c: every request redeems a distinct, unused
-#                                                     refresh token once (see below)
+#                                                     refresh token once (see below); scope "bench"
+#   hegate token endpoint (refresh + ID token)    h1  the same with scope "openid bench": each answer also
+#                                                     carries an ID token (one more ES256 signature; issue 12)
 # A refresh token rotates on every use and a used one revokes its family and session, so h2load's fixed body
 # cannot measure the refresh grant. bench/token_chains.py signs a resident in once through the HTML form and runs
 # the code + PKCE flow BENCH_C × BENCH_M times in that session: one refresh chain per in-flight request. The load
@@ -19,6 +21,7 @@ ID_LOAD=$T/token_load
 ID_CC_SECRET="bench-cc-secret-0123456789abcdef"
 ID_CC="hegate token endpoint (client_credentials)"
 ID_RT="hegate token endpoint (refresh_token rotation)"
+ID_RT_OIDC="hegate token endpoint (refresh + ID token)"
 
 identity_setup() {
   if [ "$HEGATE_OK" != 1 ]; then ID_WHY=$HEGATE_WHY; return 0; fi
@@ -37,9 +40,10 @@ identity_setup() {
   ID_OK=1; ID_WHY=""
 }
 
-# Once the servers run: a resident (in Redis) and enough refresh chains in $T/chains.txt (topped up each round).
+# Once the servers run: a resident (in Redis) and enough refresh chains of SCOPE in FILE (topped up each round).
+# identity_fixtures WANT FILE SCOPE
 identity_fixtures() {
-  local want=$1 have
+  local want=$1 file=$2 scope=$3 have
   [ "$ID_OK" = 1 ] || return 0
   if [ "$REDIS_OK" != 1 ]; then ID_OK=0; ID_WHY="redis-server did not start"; return 0; fi
   if [ -z "${ID_PHONE:-}" ]; then
@@ -49,13 +53,13 @@ identity_fixtures() {
       ID_OK=0; ID_WHY="hegate user add failed: $(head -1 "$T/id-user.log")"; return 0
     fi
   fi
-  have=$(grep -c . "$T/chains.txt" 2> /dev/null); have=${have:-0}
+  have=$(grep -c . "$file" 2> /dev/null); have=${have:-0}
   [ "$have" -ge "$want" ] && return 0
   if ! printf 'bench-identity-password\n' | $BENCH_PY bench/token_chains.py "$HG" bench-app https://bench.example/app \
-         "openid bench" "$ID_PHONE" $(( want - have )) "$T/chains.new" 2> "$T/chains.log"; then
+         "$scope" "$ID_PHONE" $(( want - have )) "$T/chains.new" 2> "$T/chains.log"; then
     ID_OK=0; ID_WHY="$(tail -1 "$T/chains.log")"; return 0
   fi
-  cat "$T/chains.new" >> "$T/chains.txt"
+  cat "$T/chains.new" >> "$file"
 }
 
 # One line of the table from bench/token_load.c, measured as bench_row measures h2load (warm-up run, then the
@@ -103,19 +107,25 @@ identity_rows() {
   local n=${BENCH_TOKEN_N:-$BENCH_N} conns=${BENCH_TOKEN_CONNS:-$(( BENCH_C * BENCH_M ))}
   if [ "$ID_OK" != 1 ]; then
     bench_skip "$ID_CC" h2c "$ID_WHY"; bench_skip "$ID_CC" h1 "$ID_WHY"; bench_skip "$ID_RT" h1 "$ID_WHY"
+    bench_skip "$ID_RT_OIDC" h1 "$ID_WHY"
     return 0
   fi
   # client_credentials: the KDF checks the secret once, then the per-thread cache of verified secrets answers
   row hegate "$ID_CC" "$HG/oauth2/token" -d "$T/cc.form" -H 'content-type: application/x-www-form-urlencoded' -H "$ID_BASIC"
   identity_load_row "$ID_CC" "$n" "$conns" 1 -b "$T/cc.form" -H "$ID_BASIC"
-  if [ -z "${BENCH_ONLY:-}" ] || [[ "$ID_RT h1" =~ $BENCH_ONLY ]]; then
-    identity_fixtures "$conns"
-    [ "$ID_OK" = 1 ] || { bench_skip "$ID_RT" h1 "$ID_WHY"; return 0; }
-  fi
-  identity_load_row "$ID_RT" "$n" "$conns" 1 -r "$T/chains.txt" -i bench-app
+  local name file scope
+  for name in "$ID_RT" "$ID_RT_OIDC"; do
+    if [ "$name" = "$ID_RT" ]; then file=$T/chains.txt scope=bench; else file=$T/chains-oidc.txt scope="openid bench"; fi
+    if [ -z "${BENCH_ONLY:-}" ] || [[ "$name h1" =~ $BENCH_ONLY ]]; then
+      identity_fixtures "$conns" "$file" "$scope"
+      [ "$ID_OK" = 1 ] || { bench_skip "$name" h1 "$ID_WHY"; return 0; }
+    fi
+    identity_load_row "$name" "$n" "$conns" 1 -r "$file" -i bench-app
+  done
 }
 
 identity_targets() {
   bench_target "issue 5: token endpoint, client_credentials, one core" rps "$ID_CC" h2c - - ">=" 2000
   bench_target "issue 5: token endpoint, refresh_token rotation (distinct tokens), one core" rps "$ID_RT" h1 - - ">=" 2000
+  bench_target "issue 12: token endpoint, refresh with an ID token, one core" rps "$ID_RT_OIDC" h1 - - ">=" 10000
 }

@@ -13,10 +13,13 @@ Nothing here binds anything but 127.0.0.1.
 
 import json
 import math
+import os
+import random
 import re
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 
 import h2.config
@@ -29,13 +32,45 @@ import h2.events
 _handed_out = set()
 
 
+# Ports for the servers tests start: below the kernel's ephemeral range (32768-60999 by default), so that
+# no outgoing connection (this suite's, or another suite's running beside it) can take one between the
+# choice and the server's bind; and reserved across processes (a file per port, O_EXCL) so that two
+# suites on one machine never hand out the same port within PORT_LEASE_S.
+PORT_RANGE = (25000, 32000)  # beside: redis_harness.c 10000-11999 (+10000 bus), cluster_port() 12000-14999 (+10000)
+PORT_DIR = os.path.join(tempfile.gettempdir(), "hegate-test-ports")
+PORT_LEASE_S = 900
+
+
+def reserve_port(port):
+    os.makedirs(PORT_DIR, exist_ok=True)
+    path = os.path.join(PORT_DIR, str(port))
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - os.stat(path).st_mtime < PORT_LEASE_S:
+                return False
+            os.utime(path)  # a stale lease (its suite is long gone): take it over
+            return True
+        except OSError:
+            return False
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now (and that we have not used)."""
-    for _ in range(200):
+    """A TCP port on 127.0.0.1 that nothing listens on right now, that we have not used, and that no other
+    test suite on this machine has reserved in the last PORT_LEASE_S seconds."""
+    rng = random.Random()
+    for _ in range(2000):
+        port = rng.randrange(*PORT_RANGE)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if reserve_port(port):
             _handed_out.add(port)
             return port
     raise RuntimeError("no free port")

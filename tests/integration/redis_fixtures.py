@@ -43,7 +43,7 @@ import pytest
 import redis
 
 from conftest import spawn, tail
-from hegatetest import H2Conn, free_port, route, wait_port
+from hegatetest import H2Conn, free_port, reserve_port, route, wait_port
 
 CLUSTER_NODE_TIMEOUT_MS = 1000
 
@@ -85,12 +85,12 @@ _cluster_ports = set()
 
 
 def cluster_port():
-    """A free port P for a cluster node whose bus port P + 10000 is free too. Redis requires
-    P <= 55535; P in 20000-22767 keeps P and P + 10000 below the kernel's ephemeral range (32768+),
-    where free_port() takes its ports."""
+    """A free port P for a cluster node whose bus port P + 10000 is free too. P in 12000-14999 keeps P
+    and P + 10000 below the kernel's ephemeral range (32768+) and apart from free_port()'s range; both
+    are reserved across processes as free_port() reserves its ports."""
     for _ in range(500):
-        p = random.randint(20000, 22767)
-        if p not in _cluster_ports and _bindable(p) and _bindable(p + 10000):
+        p = random.randint(12000, 14999)
+        if p not in _cluster_ports and _bindable(p) and _bindable(p + 10000) and reserve_port(p) and reserve_port(p + 10000):
             _cluster_ports.add(p)
             return p
     raise RuntimeError("no free cluster port pair")

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <utime.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -121,20 +122,36 @@ static int redis_port_free(uint16_t port)
     return ok;
 }
 
+/* Like tests/integration/hegatetest.py's free_port: a port below the kernel's ephemeral range (no outgoing
+ * connection can take it before redis-server binds it), reserved across processes by a file created with
+ * O_EXCL in /tmp/hegate-test-ports (a lease of 15 minutes), so that suites run side by side never pick the
+ * same one. Data ports 10000-11999, their cluster bus ports (+10000) 20000-21999 — apart from the
+ * integration tests' ranges (redis_fixtures.py's cluster ports 12000-14999 and 22000-24999, free_port()'s
+ * 25000-31999). */
+static int port_reserve(uint16_t port)
+{
+    char path[64];
+    mkdir("/tmp/hegate-test-ports", 0777);
+    snprintf(path, sizeof(path), "/tmp/hegate-test-ports/%u", port);
+    int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
+    if (fd >= 0) {
+        close(fd);
+        return 1;
+    }
+    struct stat st;
+    if (errno == EEXIST && stat(path, &st) == 0 && time(NULL) - st.st_mtime >= 900)
+        return utime(path, NULL) == 0; /* a stale lease: take it over */
+    return 0;
+}
+
 uint16_t redis_free_port(int with_bus)
 {
-    for (int attempt = 0; attempt != 1000; ++attempt) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t len = sizeof(sin);
-        if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 || getsockname(fd, (struct sockaddr *)&sin, &len) != 0) {
-            if (fd >= 0)
-                close(fd);
-            continue;
-        }
-        close(fd);
-        uint16_t port = ntohs(sin.sin_port);
-        if (with_bus && (port > 55000 || !redis_port_free((uint16_t)(port + 10000))))
+    static unsigned seed;
+    if (seed == 0)
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    for (int attempt = 0; attempt != 5000; ++attempt) {
+        uint16_t port = (uint16_t)(10000 + rand_r(&seed) % 2000);
+        if (!redis_port_free(port) || (with_bus && !redis_port_free((uint16_t)(port + 10000))) || !port_reserve(port))
             continue;
         for (size_t i = 0; i != REDIS_MAX_SERVERS; ++i) /* not one we handed out already */
             if (redis_servers[i].port == port || (redis_servers[i].port != 0 && redis_servers[i].port + 10000 == port))

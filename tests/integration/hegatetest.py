@@ -38,7 +38,7 @@ _handed_out = set()
 # suites on one machine never hand out the same port within PORT_LEASE_S.
 PORT_RANGE = (25000, 32000)  # beside: redis_harness.c 10000-11999 (+10000 bus), cluster_port() 12000-14999 (+10000)
 PORT_DIR = os.path.join(tempfile.gettempdir(), "hegate-test-ports")
-PORT_LEASE_S = 900
+PORT_LEASE_S = 300
 
 
 def reserve_port(port):

@@ -124,7 +124,7 @@ static int redis_port_free(uint16_t port)
 
 /* Like tests/integration/hegatetest.py's free_port: a port below the kernel's ephemeral range (no outgoing
  * connection can take it before redis-server binds it), reserved across processes by a file created with
- * O_EXCL in /tmp/hegate-test-ports (a lease of 15 minutes), so that suites run side by side never pick the
+ * O_EXCL in /tmp/hegate-test-ports (a lease of 5 minutes), so that suites run side by side never pick the
  * same one. Data ports 10000-11999, their cluster bus ports (+10000) 20000-21999 — apart from the
  * integration tests' ranges (redis_fixtures.py's cluster ports 12000-14999 and 22000-24999, free_port()'s
  * 25000-31999). */
@@ -139,7 +139,7 @@ static int port_reserve(uint16_t port)
         return 1;
     }
     struct stat st;
-    if (errno == EEXIST && stat(path, &st) == 0 && time(NULL) - st.st_mtime >= 900)
+    if (errno == EEXIST && stat(path, &st) == 0 && time(NULL) - st.st_mtime >= 300)
         return utime(path, NULL) == 0; /* a stale lease: take it over */
     return 0;
 }

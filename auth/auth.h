@@ -61,6 +61,8 @@ typedef enum { AUTH_KEY_TOKEN = 0, AUTH_KEY_CODE = 1 } auth_key_purpose_t;
 #define AUTH_OWN_KID_LEN 11 /* our kids: base64url of 8 bytes */
 
 typedef struct auth_key auth_key_t;
+/* the kinds of JWT a token key signs, told apart by their header's typ */
+typedef enum { AUTH_JWT_ACCESS, AUTH_JWT_ID, AUTH_JWT_LOGOUT, AUTH_JWT_TYPES } auth_jwt_type_t;
 typedef struct auth_keyset auth_keyset_t;
 
 /* A fresh P-256 private key (in memory; nothing written). NULL on failure. Free with auth_key_free. */
@@ -282,8 +284,9 @@ auth_reason_t auth_jws_verify_es256(const char *jws, size_t len, const auth_key_
  * into a compact token with header {"alg":"ES256","typ":"at+jwt","kid":<KEY's kid>}. Signatures
  * are raw r‖s with low S. Returns a malloc'd NUL-terminated token (free()) or NULL. */
 char *auth_jwt_sign(const auth_key_t *key, const json_t *claims);
-/* The same with header typ "JWT": an OpenID Connect ID token. */
-char *auth_jwt_sign_id(const auth_key_t *key, const json_t *claims);
+/* The same with the header typ of TYPE: "JWT" for an OpenID Connect ID token (OIDC Core §2),
+ * "logout+jwt" for a logout token (OpenID Connect Back-Channel Logout 1.0 §2.4). */
+char *auth_jwt_sign_as(const auth_key_t *key, auth_jwt_type_t type, const json_t *claims);
 /* The same for claims already serialised: CLAIMS must be one JSON object (checked); signed byte for byte. */
 char *auth_jwt_sign_text(const auth_key_t *key, const char *claims, size_t len);
 

@@ -18,10 +18,10 @@ struct auth_key {
     char kid[AUTH_KID_MAX + 1];
     size_t kid_len;
     int64_t created, retire_at;
-    /* base64url of {"alg":"ES256","typ":"at+jwt","kid":"..."}: the fixed first part of our access
-     * tokens; id_hdr_b64 the same with "typ":"JWT", of ID tokens (OIDC Core §2) */
-    char *hdr_b64, *id_hdr_b64;
-    size_t hdr_b64_len, id_hdr_b64_len;
+    /* base64url of {"alg":"ES256","typ":<auth_jwt_type_t's typ>,"kid":"..."}: the fixed first part of
+     * the tokens of each type this key signs (NULL for a public key) */
+    char *hdr_b64[AUTH_JWT_TYPES];
+    size_t hdr_b64_len[AUTH_JWT_TYPES];
 };
 
 struct auth_keyset {

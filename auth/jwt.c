@@ -192,23 +192,23 @@ static char *sign_claims(const auth_key_t *key, const char *hdr_b64, size_t hdr_
 
 char *auth_jwt_sign(const auth_key_t *key, const json_t *claims)
 {
-    return sign_claims(key, key->hdr_b64, key->hdr_b64_len, claims);
+    return auth_jwt_sign_as(key, AUTH_JWT_ACCESS, claims);
 }
 
-char *auth_jwt_sign_id(const auth_key_t *key, const json_t *claims)
+char *auth_jwt_sign_as(const auth_key_t *key, auth_jwt_type_t type, const json_t *claims)
 {
-    return sign_claims(key, key->id_hdr_b64, key->id_hdr_b64_len, claims);
+    return (unsigned)type < AUTH_JWT_TYPES ? sign_claims(key, key->hdr_b64[type], key->hdr_b64_len[type], claims) : NULL;
 }
 
 char *auth_jwt_sign_text(const auth_key_t *key, const char *claims, size_t len)
 {
-    if (key->hdr_b64 == NULL)
+    if (key->hdr_b64[AUTH_JWT_ACCESS] == NULL)
         return NULL;
     json_t *o = auth_json_parse_object(claims, len, AUTH_JSON_DEPTH);
     if (o == NULL)
         return NULL;
     json_decref(o);
-    return auth_jws_sign_raw(key, key->hdr_b64, key->hdr_b64_len, claims, len);
+    return auth_jws_sign_raw(key, key->hdr_b64[AUTH_JWT_ACCESS], key->hdr_b64_len[AUTH_JWT_ACCESS], claims, len);
 }
 
 /* ---- the verifier ------------------------------------------------------------------------------- */

@@ -93,12 +93,13 @@ static auth_key_t *key_new(crypto_key_t *key, const char *kid, size_t kid_len, c
         k->kid[kid_len] = '\0';
         k->kid_len = kid_len;
     }
-    if (crypto_key_has_private(key) &&
-        (make_header(k, "at+jwt", &k->hdr_b64, &k->hdr_b64_len) != 0 || make_header(k, "JWT", &k->id_hdr_b64, &k->id_hdr_b64_len) != 0)) {
-        auth_key_free(k);
-        set_err(err, errsz, "out of memory");
-        return NULL;
-    }
+    static const char *const typs[AUTH_JWT_TYPES] = {[AUTH_JWT_ACCESS] = "at+jwt", [AUTH_JWT_ID] = "JWT", [AUTH_JWT_LOGOUT] = "logout+jwt"};
+    for (int t = 0; t != AUTH_JWT_TYPES && crypto_key_has_private(key); ++t)
+        if (make_header(k, typs[t], &k->hdr_b64[t], &k->hdr_b64_len[t]) != 0) {
+            auth_key_free(k);
+            set_err(err, errsz, "out of memory");
+            return NULL;
+        }
     return k;
 }
 
@@ -107,8 +108,8 @@ void auth_key_free(auth_key_t *key)
     if (key == NULL)
         return;
     crypto_key_free(key->key);
-    free(key->hdr_b64);
-    free(key->id_hdr_b64);
+    for (int t = 0; t != AUTH_JWT_TYPES; ++t)
+        free(key->hdr_b64[t]);
     free(key);
 }
 

@@ -77,6 +77,7 @@ typedef struct {
     int first_party;
     gw_subject_type_t subject_type; /* default: public for first_party clients, else pairwise (SPEC §6.2) */
     char *sector_identifier;        /* pairwise subjects are per sector: default the client id */
+    char *backchannel_logout_uri;   /* where a logout token is POSTed when a session it was in ends (SPEC §6.2) */
     int line;
 } gw_client_conf_t;
 

@@ -159,6 +159,30 @@ static const char *check_issuer_url(const char *s, int own)
     return NULL;
 }
 
+/* OpenID Connect Back-Channel Logout §2.2: https://authority[/path][?query], no fragment; http:// only to a
+ * loopback host (a logout token is a bearer credential for the RP's session) */
+const char *gw_conf_check_backchannel_uri(const char *s)
+{
+    gw_conf_authority_t a;
+    int tls = strncmp(s, "https://", 8) == 0;
+    const char *why, *rest = tls ? s + 8 : strncmp(s, "http://", 7) == 0 ? s + 7 : NULL;
+    if (rest == NULL)
+        return "must be an https:// URL (or http:// to a loopback address)";
+    if ((why = gw_conf_split_authority(rest, &a)) != NULL)
+        return why;
+    if (strchr(a.path, '#') != NULL)
+        return "must not have a fragment";
+    if (a.path[0] != '\0' && a.path[0] != '/' && a.path[0] != '?')
+        return "has an invalid path";
+    for (const char *p = a.path; *p != '\0'; ++p)
+        if (*p < 0x21 || *p > 0x7e)
+            return "must not contain spaces, control or non-ASCII characters";
+    if (!tls && !((a.host_len == 9 && memcmp(a.host, "localhost", 9) == 0) || (a.host_len == 3 && memcmp(a.host, "::1", 3) == 0) ||
+                  (a.host_len >= 4 && memcmp(a.host, "127.", 4) == 0 && strspn(a.host, "0123456789.") >= a.host_len)))
+        return "must use https:// unless its host is a loopback address (127.0.0.0/8, [::1], localhost)";
+    return NULL;
+}
+
 const char *gw_conf_check_own_issuer(const char *s)
 {
     return check_issuer_url(s, 1);

@@ -157,6 +157,7 @@ const char *gw_conf_check_client_id(const char *s); /* OAuth client ids */
 const char *gw_conf_check_scope(const char *s);     /* one scope (RFC 6749 §3.3) */
 const char *gw_conf_check_url_path(const char *p);  /* the path part of a URL */
 const char *gw_conf_check_redirect_uri(const char *s);
+const char *gw_conf_check_backchannel_uri(const char *s);
 const char *gw_conf_check_own_issuer(const char *s); /* the gateway's issuer: no trailing '/' */
 const char *gw_conf_check_trusted_issuer(const char *s);
 const char *gw_conf_check_redis_url_or_unix(const char *s);

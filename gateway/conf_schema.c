@@ -230,6 +230,7 @@ static const gw_conf_field_t client_fields[] = {
     F_BOOL(gw_client_conf_t, "first_party", first_party),
     F_ENUM(gw_client_conf_t, "subject_type", subject_type, subject_type_names),
     F_STRING(gw_client_conf_t, "sector_identifier", sector_identifier, .check = gw_conf_check_client_id),
+    F_STRING(gw_client_conf_t, "backchannel_logout_uri", backchannel_logout_uri, .check = gw_conf_check_backchannel_uri),
     F_END,
 };
 
@@ -690,6 +691,7 @@ void gw_conf_free(gw_conf_t *conf)
         free(cl->id);
         free(cl->secret_hash);
         free(cl->sector_identifier);
+        free(cl->backchannel_logout_uri);
         gw_conf_strlist_free(&cl->redirect_uris);
         gw_conf_strlist_free(&cl->post_logout_redirect_uris);
         gw_conf_strlist_free(&cl->scopes);

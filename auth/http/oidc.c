@@ -68,7 +68,7 @@ char *auth_issue_id_token(const gw_gen_t *gen, const gw_client_conf_t *client, c
     json_object_set_new(c, "at_hash", json_string(at_hash));
     if (t->sid != NULL && t->sid[0] != '\0')
         json_object_set_new(c, "sid", json_string(t->sid));
-    char *tok = auth_jwt_sign_id(key, c);
+    char *tok = auth_jwt_sign_as(key, AUTH_JWT_ID, c);
     json_decref(c);
     return tok;
 }

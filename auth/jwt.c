@@ -369,10 +369,16 @@ static auth_reason_t check_claims(json_t *c, const struct auth_verifier_issuer *
     return AUTH_OK;
 }
 
-auth_reason_t auth_verify_token(const auth_verifier_t *v, const char *token, size_t len, int64_t now, auth_claims_t *out)
+/* Finds the key of KID for a token being verified (NULL: unknown); DATA is the caller's. */
+typedef const auth_key_t *(*key_find_cb)(void *data, const char *kid, size_t kid_len, int64_t now);
+
+/* The verification every token we read shares, up to its claims: TOKEN split strictly, its header
+ * (no cty — a nested JWT is none of ours —, a kid, a typ TYP_OK accepts), the kid's key (FIND), the
+ * key's one algorithm (ES256, which the header named), the signature; then — only then — the payload
+ * parsed as one JSON object into *CLAIMS (the caller's to json_decref) and the key into *KEY. */
+static auth_reason_t jws_verified_claims(const char *token, size_t len, int (*typ_ok_cb)(json_t *typ), key_find_cb find,
+                                         void *data, int64_t now, const auth_key_t **key, json_t **claims)
 {
-    if (len > v->max_token_bytes)
-        return AUTH_TOO_LONG;
     jws_parts_t p;
     json_t *h = NULL;
     auth_reason_t r = jws_split(token, len, &p);
@@ -380,45 +386,72 @@ auth_reason_t auth_verify_token(const auth_verifier_t *v, const char *token, siz
         r = jws_header(&p, &h);
     if (r != AUTH_OK)
         return r;
-
     json_t *kid = json_object_get(h, "kid");
-    const auth_key_t *key = NULL;
-    size_t issuer = 0;
+    *key = NULL;
     if (json_object_get(h, "cty") != NULL || !json_is_string(kid) || json_string_length(kid) == 0 ||
-        json_string_length(kid) > AUTH_KID_MAX) {
-        r = AUTH_BAD_HEADER; /* cty: a nested JWT is not an access token; kid: we find keys by it */
-    } else if (!typ_ok(json_object_get(h, "typ"))) {
+        json_string_length(kid) > AUTH_KID_MAX)
+        r = AUTH_BAD_HEADER;
+    else if (!typ_ok_cb(json_object_get(h, "typ")))
         r = AUTH_BAD_TYP;
-    } else {
-        for (size_t i = 0; i != v->num_issuers && key == NULL; ++i)
-            if ((key = auth_keyset_find(v->issuers[i].keys, json_string_value(kid), json_string_length(kid), now)) != NULL)
-                issuer = i;
-        if (key == NULL)
-            r = AUTH_UNKNOWN_KID;
-        else if (key->alg != AUTH_ALG_ES256) /* the header's alg (ES256, checked) must be the key's */
-            r = AUTH_ALG_NOT_ALLOWED;
-        else
-            r = jws_signature(&p, key);
-    }
+    else if ((*key = find(data, json_string_value(kid), json_string_length(kid), now)) == NULL)
+        r = AUTH_UNKNOWN_KID;
+    else if ((*key)->alg != AUTH_ALG_ES256)
+        r = AUTH_ALG_NOT_ALLOWED;
+    else
+        r = jws_signature(&p, *key);
     json_decref(h);
     if (r != AUTH_OK)
         return r;
-
-    /* signed by a key we trust: now, and only now, read the claims */
     size_t max = p.payload_len / 4 * 3 + 3;
     char *buf = malloc(max);
     if (buf == NULL)
         return AUTH_INTERNAL;
     long n = crypto_b64url_decode(buf, max, p.payload, p.payload_len);
-    json_t *claims = n > 0 ? auth_json_parse_object(buf, (size_t)n, AUTH_JSON_DEPTH) : NULL;
+    *claims = n > 0 ? auth_json_parse_object(buf, (size_t)n, AUTH_JSON_DEPTH) : NULL;
     free(buf);
-    if (claims == NULL)
-        return AUTH_MALFORMED;
-    r = check_claims(claims, &v->issuers[issuer], key, now, out);
+    return *claims != NULL ? AUTH_OK : AUTH_MALFORMED;
+}
+
+typedef struct {
+    const auth_verifier_t *v;
+    size_t issuer; /* whose key it was */
+} issuer_find_t;
+
+static const auth_key_t *find_issuer_key(void *data, const char *kid, size_t kid_len, int64_t now)
+{
+    issuer_find_t *f = data;
+    const auth_key_t *key = NULL;
+    for (size_t i = 0; i != f->v->num_issuers && key == NULL; ++i)
+        if ((key = auth_keyset_find(f->v->issuers[i].keys, kid, kid_len, now)) != NULL)
+            f->issuer = i;
+    return key;
+}
+
+auth_reason_t auth_verify_token(const auth_verifier_t *v, const char *token, size_t len, int64_t now, auth_claims_t *out)
+{
+    if (len > v->max_token_bytes)
+        return AUTH_TOO_LONG;
+    issuer_find_t f = {v, 0};
+    const auth_key_t *key;
+    json_t *claims;
+    auth_reason_t r = jws_verified_claims(token, len, typ_ok, find_issuer_key, &f, now, &key, &claims);
+    if (r != AUTH_OK)
+        return r;
+    r = check_claims(claims, &v->issuers[f.issuer], key, now, out);
     json_decref(claims);
     if (r == AUTH_OK)
-        out->issuer_index = issuer;
+        out->issuer_index = f.issuer;
     return r;
+}
+
+static int id_typ_ok(json_t *typ)
+{
+    return json_is_string(typ) && strcmp(json_string_value(typ), "JWT") == 0; /* ours say exactly this */
+}
+
+static const auth_key_t *find_keyset_key(void *data, const char *kid, size_t kid_len, int64_t now)
+{
+    return auth_keyset_find(data, kid, kid_len, now);
 }
 
 auth_reason_t auth_verify_id_token_hint(const auth_keyset_t *keys, const char *issuer, const char *token, size_t len, int64_t now,
@@ -426,38 +459,11 @@ auth_reason_t auth_verify_id_token_hint(const auth_keyset_t *keys, const char *i
 {
     if (len > AUTH_TOKEN_BYTES_DEFAULT)
         return AUTH_TOO_LONG;
-    jws_parts_t p;
-    json_t *h = NULL;
-    auth_reason_t r = jws_split(token, len, &p);
-    if (r == AUTH_OK)
-        r = jws_header(&p, &h);
+    const auth_key_t *key;
+    json_t *c;
+    auth_reason_t r = jws_verified_claims(token, len, id_typ_ok, find_keyset_key, (void *)keys, now, &key, &c);
     if (r != AUTH_OK)
         return r;
-    json_t *kid = json_object_get(h, "kid"), *typ = json_object_get(h, "typ");
-    const auth_key_t *key = NULL;
-    if (json_object_get(h, "cty") != NULL || !json_is_string(kid) || json_string_length(kid) == 0 ||
-        json_string_length(kid) > AUTH_KID_MAX)
-        r = AUTH_BAD_HEADER;
-    else if (!json_is_string(typ) || strcmp(json_string_value(typ), "JWT") != 0) /* ours say exactly this */
-        r = AUTH_BAD_TYP;
-    else if ((key = auth_keyset_find(keys, json_string_value(kid), json_string_length(kid), now)) == NULL)
-        r = AUTH_UNKNOWN_KID;
-    else if (key->alg != AUTH_ALG_ES256)
-        r = AUTH_ALG_NOT_ALLOWED;
-    else
-        r = jws_signature(&p, key);
-    json_decref(h);
-    if (r != AUTH_OK)
-        return r;
-    size_t max = p.payload_len / 4 * 3 + 3;
-    char *buf = malloc(max);
-    if (buf == NULL)
-        return AUTH_INTERNAL;
-    long n = crypto_b64url_decode(buf, max, p.payload, p.payload_len);
-    json_t *c = n > 0 ? auth_json_parse_object(buf, (size_t)n, AUTH_JSON_DEPTH) : NULL;
-    free(buf);
-    if (c == NULL)
-        return AUTH_MALFORMED;
     json_t *iss = json_object_get(c, "iss"), *aud = json_object_get(c, "aud"), *sub = json_object_get(c, "sub"),
            *sid = json_object_get(c, "sid");
     out->sid[0] = '\0';

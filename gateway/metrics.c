@@ -28,6 +28,8 @@ static const struct {
     [GW_MF_TOKENS_ISSUED] = {"hegate_tokens_issued_total", "grant", "Access tokens issued, by grant type."},
     [GW_MF_QR_CODES_ISSUED] = {"hegate_qr_codes_issued_total", "scene", "City codes issued, by scene."},
     [GW_MF_QR_VERIFICATIONS] = {"hegate_qr_verifications_total", "result", "City code verifications, by result."},
+    [GW_MF_BACKCHANNEL_LOGOUT] = {"hegate_backchannel_logout_total", "result",
+                                  "Back-channel logout attempts (delivered, failed), and jobs given up or dropped."},
 };
 static char *label_values[GW_MF_COUNT][LABEL_SLOTS];
 static unsigned num_labels[GW_MF_COUNT];

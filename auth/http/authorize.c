@@ -30,9 +30,7 @@ typedef struct {
     const char *set_cookie; /* the session cookie to send with the final answer */
     int consented;
     char code[64];
-    /* OpenID Connect (SPEC §6.2), of the GET request only: the forms do not carry them */
-    int prompt_none, prompt_login;
-    int64_t max_age; /* seconds; -1: none */
+    auth_oidc_request_t oidc; /* prompt, max_age (SPEC §6.2), of the GET request only: the forms do not carry them */
 } az_t;
 
 static int is_b64url(const char *s, size_t min, size_t max)
@@ -93,42 +91,13 @@ static void redirect_to_client(gw_task_t *o, const char *code, const char *error
     auth_redirect(o->greq, h2o_strdup(&o->greq->req->pool, loc, SIZE_MAX).base);
 }
 
-/* prompt (none | login, space-separated; none alone) and max_age (decimal seconds) of form F into AZ;
- * NULL, or why the request is invalid */
-static const char *read_oidc_params(az_t *az, const auth_form_t *f)
-{
-    const char *prompt = auth_form_get(f, "prompt"), *max_age = auth_form_get(f, "max_age");
-    az->max_age = -1;
-    for (const char *p = prompt != NULL ? prompt : ""; *p != '\0';) {
-        size_t l = strcspn(p, " ");
-        if (l == 4 && memcmp(p, "none", 4) == 0)
-            az->prompt_none = 1;
-        else if (l == 5 && memcmp(p, "login", 5) == 0)
-            az->prompt_login = 1;
-        else if (l != 0)
-            return "unsupported prompt value (none and login are supported)";
-        p += l;
-        while (*p == ' ')
-            ++p;
-    }
-    if (az->prompt_none && az->prompt_login)
-        return "prompt=none cannot be combined with other values";
-    if (max_age != NULL) {
-        size_t n = strlen(max_age);
-        if (n == 0 || n > 10 || strspn(max_age, "0123456789") != n)
-            return "max_age must be a number of seconds";
-        az->max_age = strtoll(max_age, NULL, 10);
-    }
-    return NULL;
-}
-
 static void show_signin(gw_task_t *o, int status, const char *error);
 
 /* no usable sign-in session: the sign-in page, or for prompt=none the OIDC error (Core §3.1.2.6) */
 static void need_signin(gw_task_t *o)
 {
     az_t *az = o->ctx;
-    if (az->prompt_none)
+    if (az->oidc.prompt_none)
         redirect_to_client(o, NULL, "login_required", "the resident is not signed in");
     else
         show_signin(o, 200, NULL);
@@ -153,11 +122,7 @@ static int validate(gw_task_t *o)
         send_error_page(greq, 400, "无法登录 Cannot sign in", "The state parameter is too long.");
         return -1;
     }
-    if (az->p.nonce != NULL && strlen(az->p.nonce) > AUTH_NONCE_MAX) {
-        redirect_to_client(o, NULL, "invalid_request", "the nonce is too long");
-        return -1;
-    }
-    const char *why = read_oidc_params(az, &az->form);
+    const char *why = auth_oidc_request_read(&az->form, &az->oidc);
     if (why != NULL) {
         redirect_to_client(o, NULL, "invalid_request", why);
         return -1;
@@ -251,16 +216,10 @@ int auth_csrf_ok(gw_req_t *greq, const char *csrf)
     return ok;
 }
 
-static int prepare_csrf(gw_task_t *o)
-{
-    az_t *az = o->ctx;
-    return (az->csrf = auth_csrf_token(o->greq)) != NULL ? 0 : -1;
-}
-
 static void show_signin(gw_task_t *o, int status, const char *error)
 {
     az_t *az = o->ctx;
-    if (prepare_csrf(o) != 0) {
+    if ((az->csrf = auth_csrf_token(o->greq)) == NULL) {
         send_error_page(o->greq, 503, "暂时无法登录 Sign-in unavailable", "Please try again later.");
         return;
     }
@@ -272,7 +231,7 @@ static void show_signin(gw_task_t *o, int status, const char *error)
 static void show_consent(gw_task_t *o)
 {
     az_t *az = o->ctx;
-    if (prepare_csrf(o) != 0) {
+    if ((az->csrf = auth_csrf_token(o->greq)) == NULL) {
         send_error_page(o->greq, 503, "暂时无法登录 Sign-in unavailable", "Please try again later.");
         return;
     }
@@ -331,7 +290,7 @@ static void on_consent_read(gw_task_t *o, const redisReply *reply, const char *e
         return;
     if (reply->type == REDIS_REPLY_STRING && auth_scope_subset_str(az->p.scope, reply->str))
         issue_code(o);
-    else if (az->prompt_none)
+    else if (az->oidc.prompt_none)
         redirect_to_client(o, NULL, "consent_required", "the resident has not consented to these scopes");
     else
         show_consent(o);
@@ -371,8 +330,8 @@ static void on_session_read(gw_task_t *o, const redisReply *reply, const char *e
     int expired = reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 && reply->element[3]->type == REDIS_REPLY_STRING &&
                   strtoll(reply->element[3]->str, NULL, 10) <= (long long)time(NULL);
     /* max_age: a sign-in longer ago than that does not count (OIDC Core §3.1.2.1) */
-    if (az->max_age >= 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 &&
-        (long long)time(NULL) - strtoll(gw_reply_str(reply, 4), NULL, 10) > (long long)az->max_age)
+    if (az->oidc.max_age >= 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 &&
+        (long long)time(NULL) - strtoll(gw_reply_str(reply, 4), NULL, 10) > (long long)az->oidc.max_age)
         expired = 1;
     if (!expired && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5 && reply->element[0]->type == REDIS_REPLY_STRING &&
         reply->element[1]->type == REDIS_REPLY_STRING && reply->element[0]->len < sizeof(az->sub)) {
@@ -614,7 +573,7 @@ void auth_authorize_handle(gw_req_t *greq)
         read_params(az, &az->form);
         if (validate(o) != 0)
             return;
-        if (az->prompt_login) /* sign in again, whatever session the browser has */
+        if (az->oidc.prompt_login) /* sign in again, whatever session the browser has */
             show_signin(o, 200, NULL);
         else
             check_session(o);

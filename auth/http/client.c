@@ -6,7 +6,8 @@
  * remembered for 5 minutes per thread as a salted digest, never as the secret itself.
  *
  * Called by token.c and introspect.c (auth_client_authenticate), authorize.c (auth_task_kdf) and
- * oauth.c (the per-thread state). Errors are answered here, with fixed texts; nothing here logs.
+ * oauth.c (the per-thread state, which also holds the thread's back-channel deliverer: session.c and
+ * token.c kick it through auth_backchannel_kick). Errors are answered here, with fixed texts; nothing here logs.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ typedef struct {
         uint64_t until; /* ms, loop clock */
     } secrets[SECRET_CACHE];
     unsigned next;
+    auth_backchannel_t *backchannel;
 } oauth_thread_t;
 
 void *auth_oauth_thread_init(gw_thread_t *thread)
@@ -34,7 +36,14 @@ void *auth_oauth_thread_init(gw_thread_t *thread)
     if (t == NULL)
         abort();
     auth_kdf_port_init(&t->kdf, thread->ctx.queue);
+    t->backchannel = auth_backchannel_new(thread);
     return t;
+}
+
+void auth_backchannel_kick(gw_req_t *greq)
+{
+    oauth_thread_t *t = gw_family_thread_data(greq);
+    auth_backchannel_kick_thread(t != NULL ? t->backchannel : NULL);
 }
 
 static void secret_digest(const gw_client_conf_t *c, const char *secret, size_t len, uint8_t out[32])

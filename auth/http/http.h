@@ -8,8 +8,11 @@
  *   authorize.c  /oauth2/authorize: sign-in, sessions (cookie hegate_sid), consent, codes
  *   token.c      /oauth2/token: the grants, and the minting of access tokens
  *   introspect.c /oauth2/revoke (RFC 7009) and /oauth2/introspect (RFC 7662)
- *   session.c    /oauth2/userinfo, /oauth2/logout, /oauth2/logout-all
- *   client.c     client authentication of token, revoke and introspect; checks off the loop (KDF)
+ *   session.c    /oauth2/userinfo, /oauth2/logout, /oauth2/logout-all, /oauth2/end_session
+ *   oidc.c       OpenID Connect: the subjects clients see, ID tokens, prompt / max_age / nonce
+ *   backchannel.c back-channel logout: logout tokens delivered to clients when a session ends
+ *   client.c     client authentication of token, revoke and introspect; checks off the loop (KDF);
+ *                the family's per-thread state
  *   scripts.c    the Lua scripts (every state change in Redis is one of them)
  *   wellknown.c  the /.well-known family: discovery and JWKS
  *   form.c       strict application/x-www-form-urlencoded and query parsing, HTTP Basic, cookies
@@ -95,6 +98,19 @@ h2o_iovec_t auth_page_end_session(h2o_mem_pool_t *pool, const char *csrf);
 h2o_iovec_t auth_page_error(h2o_mem_pool_t *pool, const char *title, const char *message);
 /* Sends an HTML page with the headers every page gets (no-store, CSP, frame-ancestors 'none'...). */
 void auth_page_send(gw_req_t *greq, int status, h2o_iovec_t body);
+
+/* ---- oidc.c ------------------------------------------------------------------------------------- */
+
+#define AUTH_NONCE_MAX 512 /* bytes of an authorization request's nonce */
+
+/* What OpenID Connect adds to an authorization request (SPEC §6.2; OIDC Core §3.1.2.1). */
+typedef struct {
+    int prompt_none, prompt_login;
+    int64_t max_age; /* seconds; -1: not given */
+} auth_oidc_request_t;
+/* Reads nonce (its length), prompt (none | login, space-separated; none alone) and max_age (decimal
+ * seconds) of the parsed request F into OUT: NULL, or why the request is invalid (a fixed text). */
+const char *auth_oidc_request_read(const auth_form_t *f, auth_oidc_request_t *out);
 
 /* ---- authorize.c -------------------------------------------------------------------------------- */
 

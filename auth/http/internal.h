@@ -9,7 +9,8 @@
  *                                  name / id_number / card:<kind> (AES-256-GCM sealed), cards, created
  *   hegate:{id}:phone:<hmac>      → sub (HMAC-SHA256 of the phone number under a data-key subkey)
  *   hegate:{id}:fail:<hmac>       failed sign-ins of one phone (TTL 15 min; ≥ 5 → 429 until it expires)
- *   hegate:{id}:sess:<sid>        hash: sub, ck (SHA-256 of the cookie secret), acr, at, exp; TTL session_ttl
+ *   hegate:{id}:sess:<sid>        hash: sub, ck (SHA-256 of the cookie secret), acr, at, exp, and c:<client_id>
+ *                                  for each client with a backchannel_logout_uri issued tokens in it; TTL session_ttl
  *   hegate:{id}:usess:<sub>       set of the user's sids (logout-all)
  *   hegate:{id}:consent:<sub>     hash: client_id → granted scopes
  *   hegate:{id}:code:<sha256>     hash: cid, ru, cc, sub, sid, scope, acr, used, fam, jti, exp; TTL 60 s
@@ -18,6 +19,8 @@
  *                                  (exp: unix seconds on the issuing gateway's clock, checked against the
  *                                  calling gateway's clock beside the TTL: see LUA_EXPIRED in scripts.c)
  *   hegate:{id}:famrev:<fam>      a revoked refresh-token family
+ *   hegate:{id}:bcl:<sid> <cid>   a back-channel logout job: sub, n (attempts), t0 (ms); TTL AUTH_BCL_JOB_TTL_S
+ *   hegate:{id}:bclq              sorted set of those jobs by due time (ms); see scripts.c, backchannel.c
  *   hegate:{id}:revocations       sorted set "sid:<sid>" / "jti:<jti>" → expiry (+ PUBLISH, see
  *                                  gateway/revocations.h)
  */
@@ -34,9 +37,10 @@
 #define AUTH_RK_CONSENT AUTH_RK "consent:"
 #define AUTH_RK_CODE AUTH_RK "code:"
 #define AUTH_RK_RT AUTH_RK "rt:"
+#define AUTH_RK_BCLQ AUTH_RK "bclq"
+#define AUTH_BCL_JOB_TTL_S "900" /* a job outlives its 10 minutes of retries and a lease */
 
 #define AUTH_CODE_TTL 60
-#define AUTH_NONCE_MAX 512 /* bytes of an authorization request's nonce */
 #define AUTH_LOCK_FAILURES 5
 #define AUTH_LOCK_SECONDS 900
 #define AUTH_CONSENT_TTL (365 * 86400)
@@ -47,7 +51,7 @@
 
 typedef struct {
     gw_store_script_t login_lookup, login_fail, session_create, code_create, code_redeem, rt_rotate, rt_revoke, revoke, logout,
-        logout_all, consent_save, rt_info;
+        logout_all, consent_save, rt_info, bcl_claim, bcl_report;
 } auth_scripts_t;
 /* the scripts, hashed at the first call (any thread) */
 const auth_scripts_t *auth_scripts(void);
@@ -61,6 +65,8 @@ void *auth_oauth_thread_init(gw_thread_t *thread);
 /* Queues a KDF check for the task's request (its result comes back on the request's thread: CB with
  * the auth_kdf_verify result); 0, or -1 when the pool is full (nothing will be called). */
 int auth_task_kdf(gw_task_t *t, const char *hash, const char *pw, size_t len, gw_task_job_cb cb);
+/* a session ended through GREQ: deliver its back-channel logouts now (backchannel.c) */
+void auth_backchannel_kick(gw_req_t *greq);
 
 typedef struct auth_cauth auth_cauth_t;
 typedef void (*auth_cauth_cb)(gw_task_t *o, const gw_client_conf_t *client);
@@ -93,12 +99,24 @@ typedef struct {
     const char *sub;          /* the city-wide pseudonym (auth_subject_for maps it) */
     const char *sid, *acr;    /* the sign-in session, its level */
     const char *nonce;        /* from the authorization request; NULL or "": none */
+    const char *name;         /* the masked name (scope profile); NULL or "": none */
     int64_t auth_time;        /* when the resident signed in (unix seconds); 0: unknown */
     const char *access_token; /* issued with it: at_hash */
 } auth_id_token_t;
 
 /* An ID token for CLIENT on GEN's newest token key (typ JWT). malloc'd, or NULL. */
 char *auth_issue_id_token(const gw_gen_t *gen, const gw_client_conf_t *client, const auth_id_token_t *t);
+
+/* ---- backchannel.c ------------------------------------------------------------------------------ */
+
+/* One thread's deliverer of back-channel logouts (thread 0 of a node also polls the queue). */
+typedef struct auth_backchannel auth_backchannel_t;
+auth_backchannel_t *auth_backchannel_new(gw_thread_t *thread);
+/* The TLS client context of CONF's https back-channel URIs (system trust store, peer verified), or NULL
+ * when there are none; NULL with ERR set when it cannot be made. Main thread (it reads files). */
+SSL_CTX *auth_backchannel_tls_new(const gw_conf_t *conf, char *err, size_t errsz);
+/* takes the due jobs now (after a session ended on this thread); B may be NULL */
+void auth_backchannel_kick_thread(auth_backchannel_t *b);
 
 /* ---- token.c ------------------------------------------------------------------------------------ */
 
@@ -138,6 +156,12 @@ const char *auth_csrf_token(gw_req_t *greq);
 int auth_csrf_ok(gw_req_t *greq, const char *csrf);
 
 /* ---- oauth.c: small shared helpers -------------------------------------------------------------- */
+
+/* what the /oauth2 family builds with each generation (main thread) */
+typedef struct {
+    SSL_CTX *backchannel_tls; /* NULL when no client has an https backchannel_logout_uri */
+} auth_oauth_gen_t;
+const auth_oauth_gen_t *auth_oauth_gen(const gw_gen_t *gen);
 
 /* the process-wide data key of CONF's keys.dir (created if absent); NULL if it cannot be had */
 const uint8_t *auth_service_data_key(const gw_conf_t *conf); /* auth_data_key of CONF's keys.dir; logs a failure */

@@ -185,6 +185,36 @@ static void oauth_init(void)
     auth_scripts();
 }
 
+static int oauth_gen_build(const gw_conf_t *conf, void **out, char *err, size_t errsz)
+{
+    auth_oauth_gen_t *og = calloc(1, sizeof(*og));
+    if (og == NULL) {
+        snprintf(err, errsz, "out of memory");
+        return -1;
+    }
+    err[0] = '\0';
+    if ((og->backchannel_tls = auth_backchannel_tls_new(conf, err, errsz)) == NULL && err[0] != '\0') {
+        free(og);
+        return -1;
+    }
+    *out = og;
+    return 0;
+}
+
+static void oauth_gen_free(void *data)
+{
+    auth_oauth_gen_t *og = data;
+    SSL_CTX_free(og->backchannel_tls);
+    free(og);
+}
+
+static gw_family_t oauth_family;
+
+const auth_oauth_gen_t *auth_oauth_gen(const gw_gen_t *gen)
+{
+    return gen->family_data[oauth_family.index];
+}
+
 static gw_family_t oauth_family = {
     .name = "oauth2",
     .prefix = "/oauth2",
@@ -194,6 +224,8 @@ static gw_family_t oauth_family = {
     .endpoints = oauth_endpoints,
     .num_endpoints = sizeof(oauth_endpoints) / sizeof(oauth_endpoints[0]),
     .init = oauth_init,
+    .gen_build = oauth_gen_build,
+    .gen_free = oauth_gen_free,
     .thread_init = auth_oauth_thread_init,
 };
 

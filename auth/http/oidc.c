@@ -2,8 +2,9 @@
  * auth/http/oidc.c — what OpenID Connect adds to the token answers (SPEC §6.2): the subject a client
  * sees (pairwise for partners, the city-wide pseudonym for first-party clients) and the ID token.
  *
- * Called by token.c (ID tokens with the tokens of a grant whose scope holds openid) and session.c
- * (userinfo's sub). Pure computation on the generation's keys and the data key: no store, no logs.
+ * Called by token.c (ID tokens with the tokens of a grant whose scope holds openid), session.c
+ * (userinfo's sub) and authorize.c (the OpenID parameters of an authorization request; fuzzed by
+ * tests/fuzz/fuzz_form.c). Pure computation on the generation's keys and the data key: no store, no logs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,35 @@ int auth_subject_for(const gw_conf_t *conf, const gw_client_conf_t *client, cons
     return 0;
 }
 
+const char *auth_oidc_request_read(const auth_form_t *f, auth_oidc_request_t *out)
+{
+    const char *prompt = auth_form_get(f, "prompt"), *max_age = auth_form_get(f, "max_age"), *nonce = auth_form_get(f, "nonce");
+    *out = (auth_oidc_request_t){.max_age = -1};
+    if (nonce != NULL && strlen(nonce) > AUTH_NONCE_MAX)
+        return "the nonce is too long";
+    for (const char *p = prompt != NULL ? prompt : ""; *p != '\0';) {
+        size_t l = strcspn(p, " ");
+        if (l == 4 && memcmp(p, "none", 4) == 0)
+            out->prompt_none = 1;
+        else if (l == 5 && memcmp(p, "login", 5) == 0)
+            out->prompt_login = 1;
+        else if (l != 0)
+            return "unsupported prompt value (none and login are supported)";
+        p += l;
+        while (*p == ' ')
+            ++p;
+    }
+    if (out->prompt_none && out->prompt_login)
+        return "prompt=none cannot be combined with other values";
+    if (max_age != NULL) {
+        size_t n = strlen(max_age);
+        if (n == 0 || n > 10 || strspn(max_age, "0123456789") != n)
+            return "max_age must be a number of seconds";
+        out->max_age = strtoll(max_age, NULL, 10);
+    }
+    return NULL;
+}
+
 char *auth_issue_id_token(const gw_gen_t *gen, const gw_client_conf_t *client, const auth_id_token_t *t)
 {
     const gw_conf_t *conf = gen->conf;
@@ -61,6 +91,8 @@ char *auth_issue_id_token(const gw_gen_t *gen, const gw_client_conf_t *client, c
         json_object_set_new(c, "auth_time", json_integer(t->auth_time));
     if (t->nonce != NULL && t->nonce[0] != '\0')
         json_object_set_new(c, "nonce", json_string(t->nonce));
+    if (t->name != NULL && t->name[0] != '\0')
+        json_object_set_new(c, "name", json_string(t->name)); /* masked (张*), never the name itself */
     json_object_set_new(c, "acr", json_string(t->acr));
     json_t *amr = json_array();
     json_array_append_new(amr, json_string("pwd")); /* the password page is the one way to sign in yet */

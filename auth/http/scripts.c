@@ -55,9 +55,48 @@ static const char lua_code_create[] =
     "  return not expired(e, now)\n"                                                                                               \
     "end\n"
 
-static const char lua_code_redeem[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
+/* Back-channel logout (backchannel.c): a session's hash holds 'c:<client_id>' for every client with a
+ * backchannel_logout_uri that was issued tokens in it. Ending the session (every script below that
+ * deletes one calls sess_end) queues one job per such client: the hash bcl:<sid> <cid> (sub, n
+ * attempts so far, t0 = when the session ended, ms) and its due time (ms) in the sorted set bclq.
+ * A job already queued is not queued again: one delivery per session and client. */
+#define LUA_SESS_END                                                                                                               \
+    "local function sess_end(rk, sid, now, revexp, channel)\n"                                                                     \
+    "  local f = redis.call('HGETALL', rk .. 'sess:' .. sid)\n"                                                                    \
+    "  local sub = false\n"                                                                                                        \
+    "  for i = 1, #f, 2 do if f[i] == 'sub' then sub = f[i + 1] end end\n"                                                         \
+    "  for i = 1, #f, 2 do\n"                                                                                                      \
+    "    if sub and string.sub(f[i], 1, 2) == 'c:' then\n"                                                                         \
+    "      local j = sid .. ' ' .. string.sub(f[i], 3)\n"                                                                          \
+    "      if redis.call('EXISTS', rk .. 'bcl:' .. j) == 0 then\n"                                                                 \
+    "        redis.call('HSET', rk .. 'bcl:' .. j, 'sub', sub, 'n', 0, 't0', now * 1000)\n"                                        \
+    "        redis.call('EXPIRE', rk .. 'bcl:' .. j, " AUTH_BCL_JOB_TTL_S ")\n"                                                    \
+    "        redis.call('ZADD', rk .. 'bclq', now * 1000, j)\n"                                                                    \
+    "      end\n"                                                                                                                  \
+    "    end\n"                                                                                                                    \
+    "  end\n"                                                                                                                      \
+    "  redis.call('DEL', rk .. 'sess:' .. sid)\n"                                                                                  \
+    "  if sub then redis.call('SREM', rk .. 'usess:' .. sub, sid) end\n"                                                           \
+    "  redis.call('ZADD', rk .. 'revocations', revexp, 'sid:' .. sid)\n"                                                           \
+    "  redis.call('PUBLISH', channel, 'sid:' .. sid .. ' ' .. revexp)\n"                                                           \
+    "  return sub\n"                                                                                                               \
+    "end\n"
+
+/* the resident's masked name when SCOPE holds profile (the ID token's `name`, SPEC §6.2), else '' */
+#define LUA_MASKED_NAME                                                                                                            \
+    "local function masked_name(rk, sub, scope)\n"                                                                                 \
+    "  for w in string.gmatch(scope, '%S+') do\n"                                                                                  \
+    "    if w == 'profile' then return redis.call('HGET', rk .. 'user:' .. sub, 'name_masked') or '' end\n"                        \
+    "  end\n"                                                                                                                      \
+    "  return ''\n"                                                                                                                \
+    "end\n"
+
+static const char lua_code_redeem[] = LUA_EXPIRED LUA_SESS_LIVE LUA_SESS_END LUA_MASKED_NAME LUA_HASH
     "local now = tonumber(ARGV[10])\n"
-    "if h['used'] == '1' then return {'used', h['fam'] or '', h['jti'] or '', h['sid'] or ''} end\n"
+    "if h['used'] == '1' then\n" /* a replayed code: the session it was issued in ends */
+    "  if h['sid'] and h['sid'] ~= '' then sess_end(ARGV[7], h['sid'], now, ARGV[11], ARGV[12]) end\n"
+    "  return {'used', h['fam'] or '', h['jti'] or '', h['sid'] or ''}\n"
+    "end\n"
     "if expired(h['exp'], now) then return {'invalid'} end\n"
     "if h['cid'] ~= ARGV[1] or h['ru'] ~= ARGV[2] then return {'invalid'} end\n"
     "if h['cc'] ~= ARGV[3] then return {'pkce'} end\n"
@@ -69,20 +108,16 @@ static const char lua_code_redeem[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
     "h['scope'], 'acr', h['acr'], 'used', '0', 'exp', now + tonumber(ARGV[6]))\n"
     "  redis.call('EXPIRE', KEYS[2], ARGV[6])\n"
     "end\n"
+    "if ARGV[13] == '1' then redis.call('HSET', ARGV[7] .. 'sess:' .. h['sid'], 'c:' .. h['cid'], '1') end\n"
     "return {'ok', h['sub'], h['sid'], h['scope'], h['acr'], h['nonce'] or '', "
-    "redis.call('HGET', ARGV[7] .. 'sess:' .. h['sid'], 'at') or ''}\n";
+    "redis.call('HGET', ARGV[7] .. 'sess:' .. h['sid'], 'at') or '', masked_name(ARGV[7], h['sub'], h['scope'])}\n";
 
-static const char lua_rt_rotate[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
+static const char lua_rt_rotate[] = LUA_EXPIRED LUA_SESS_LIVE LUA_SESS_END LUA_MASKED_NAME LUA_HASH
     "local now = tonumber(ARGV[9])\n"
     "if h['cid'] ~= ARGV[1] or expired(h['exp'], now) then return {'invalid'} end\n"
     "if h['used'] == '1' then\n"
     "  redis.call('SET', ARGV[2] .. 'famrev:' .. h['fam'], '1', 'EX', ARGV[3])\n"
-    "  if h['sid'] ~= '' then\n"
-    "    redis.call('DEL', ARGV[2] .. 'sess:' .. h['sid'])\n"
-    "    redis.call('SREM', ARGV[2] .. 'usess:' .. h['sub'], h['sid'])\n"
-    "    redis.call('ZADD', ARGV[2] .. 'revocations', ARGV[6], 'sid:' .. h['sid'])\n"
-    "    redis.call('PUBLISH', ARGV[7], 'sid:' .. h['sid'] .. ' ' .. ARGV[6])\n"
-    "  end\n"
+    "  if h['sid'] ~= '' then sess_end(ARGV[2], h['sid'], now, ARGV[6], ARGV[7]) end\n"
     "  return {'reused', h['sid']}\n"
     "end\n"
     "if redis.call('EXISTS', ARGV[2] .. 'famrev:' .. h['fam']) == 1 then return {'invalid'} end\n"
@@ -98,7 +133,9 @@ static const char lua_rt_rotate[] = LUA_EXPIRED LUA_SESS_LIVE LUA_HASH
     "redis.call('HSET', KEYS[2], 'fam', h['fam'], 'sub', h['sub'], 'sid', h['sid'], 'cid', h['cid'], 'scope', h['scope'], "
     "'acr', h['acr'], 'used', '0', 'exp', now + tonumber(ARGV[4]))\n"
     "redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
-    "return {'ok', h['sub'], h['sid'], scope, h['acr'], '', redis.call('HGET', ARGV[2] .. 'sess:' .. h['sid'], 'at') or ''}\n";
+    "if ARGV[10] == '1' then redis.call('HSET', ARGV[2] .. 'sess:' .. h['sid'], 'c:' .. h['cid'], '1') end\n"
+    "return {'ok', h['sub'], h['sid'], scope, h['acr'], '', redis.call('HGET', ARGV[2] .. 'sess:' .. h['sid'], 'at') or '', "
+    "masked_name(ARGV[2], h['sub'], scope)}\n";
 
 static const char lua_rt_revoke[] = "local f = redis.call('HMGET', KEYS[1], 'cid', 'fam')\n"
                                     "if not f[1] then return 0 end\n"
@@ -114,22 +151,38 @@ static const char lua_revoke[] = "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf'
                                  "end\n"
                                  "return 1\n";
 
-static const char lua_logout[] = "local sub = redis.call('HGET', KEYS[1], 'sub')\n"
-                                 "redis.call('DEL', KEYS[1])\n"
-                                 "if sub then redis.call('SREM', ARGV[1] .. 'usess:' .. sub, ARGV[2]) end\n"
-                                 "redis.call('ZADD', ARGV[1] .. 'revocations', ARGV[3], 'sid:' .. ARGV[2])\n"
-                                 "redis.call('PUBLISH', ARGV[4], 'sid:' .. ARGV[2] .. ' ' .. ARGV[3])\n"
-                                 "return sub or ''\n";
+static const char lua_logout[] = LUA_SESS_END "return sess_end(ARGV[1], ARGV[2], tonumber(ARGV[5]), ARGV[3], ARGV[4]) or ''\n";
 
-static const char lua_logout_all[] = "local sids = redis.call('SMEMBERS', KEYS[1])\n"
-                                     "if ARGV[4] ~= '' then table.insert(sids, ARGV[4]) end\n"
-                                     "for _, sid in ipairs(sids) do\n"
-                                     "  redis.call('DEL', ARGV[1] .. 'sess:' .. sid)\n"
-                                     "  redis.call('ZADD', ARGV[1] .. 'revocations', ARGV[2], 'sid:' .. sid)\n"
-                                     "  redis.call('PUBLISH', ARGV[3], 'sid:' .. sid .. ' ' .. ARGV[2])\n"
+static const char lua_logout_all[] = LUA_SESS_END "local sids = redis.call('SMEMBERS', KEYS[1])\n"
+                                                  "if ARGV[4] ~= '' then table.insert(sids, ARGV[4]) end\n"
+                                                  "for _, sid in ipairs(sids) do sess_end(ARGV[1], sid, tonumber(ARGV[5]), ARGV[2], ARGV[3]) end\n"
+                                                  "redis.call('DEL', KEYS[1])\n"
+                                                  "return sids\n";
+
+/* the back-channel queue (KEYS[1] bclq): up to ARGV[4] jobs due at ARGV[2] (ms), each leased to the
+ * caller until ARGV[2] + ARGV[3] (a node that dies mid-delivery leaves it to another after that) and
+ * its attempt counted; {job, sub, n, t0, ...}. Jobs whose record expired leave the queue. */
+static const char lua_bcl_claim[] = "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))\n"
+                                    "local out = {}\n"
+                                    "for _, j in ipairs(due) do\n"
+                                    "  local k = ARGV[1] .. 'bcl:' .. j\n"
+                                    "  local v = redis.call('HMGET', k, 'sub', 't0')\n"
+                                    "  if not v[1] then redis.call('ZREM', KEYS[1], j) else\n"
+                                    "    redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]), j)\n"
+                                    "    local n = redis.call('HINCRBY', k, 'n', 1)\n"
+                                    "    out[#out + 1] = j; out[#out + 1] = v[1]; out[#out + 1] = tostring(n); out[#out + 1] = v[2]\n"
+                                    "  end\n"
+                                    "end\n"
+                                    "return out\n";
+
+/* an attempt's outcome for job ARGV[2]: ARGV[3] "" done (it leaves the queue), else due again then (ms) */
+static const char lua_bcl_report[] = "if ARGV[3] == '' then\n"
+                                     "  redis.call('ZREM', KEYS[1], ARGV[2])\n"
+                                     "  redis.call('DEL', ARGV[1] .. 'bcl:' .. ARGV[2])\n"
+                                     "elseif redis.call('EXISTS', ARGV[1] .. 'bcl:' .. ARGV[2]) == 1 then\n"
+                                     "  redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[2])\n"
                                      "end\n"
-                                     "redis.call('DEL', KEYS[1])\n"
-                                     "return sids\n";
+                                     "return 1\n";
 
 /* /oauth2/introspect of a refresh token (read only): its fields, whether it is dead, its TTL */
 static const char lua_rt_info[] = LUA_EXPIRED LUA_SESS_LIVE
@@ -156,6 +209,8 @@ static void scripts_init(void)
     gw_store_script_init(&scripts.logout, lua_logout);
     gw_store_script_init(&scripts.logout_all, lua_logout_all);
     gw_store_script_init(&scripts.rt_info, lua_rt_info);
+    gw_store_script_init(&scripts.bcl_claim, lua_bcl_claim);
+    gw_store_script_init(&scripts.bcl_report, lua_bcl_report);
     gw_store_script_init(&scripts.consent_save, "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
                                                 "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
                                                 "return 1\n");

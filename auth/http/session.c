@@ -74,6 +74,8 @@ static void on_logout(gw_task_t *o, const redisReply *reply, const char *err)
 {
     if (ENDED_OR_NOTHING(o, reply, err))
         return;
+    if (reply != NULL)
+        auth_backchannel_kick(o->greq);
     clear_session_cookie(o->greq);
     auth_send_no_content(o->greq);
 }
@@ -82,14 +84,15 @@ static void on_logout(gw_task_t *o, const redisReply *reply, const char *err)
 static void logout_session(gw_task_t *o, const char *sid, gw_task_store_cb done)
 {
     const gw_conf_t *conf = o->greq->gen->conf;
-    char key[160], revexp[24], m[160];
+    char key[160], revexp[24], now[24], m[160];
     int64_t exp = (int64_t)time(NULL) + (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY;
     snprintf(m, sizeof(m), "sid:%s", sid);
     gw_revocations_add(m, strlen(m), exp);
     snprintf(key, sizeof(key), AUTH_RK_SESS "%s", sid);
     snprintf(revexp, sizeof(revexp), "%lld", (long long)exp);
-    const char *args[] = {key, AUTH_RK, sid, revexp, GW_REVOCATIONS_CHANNEL};
-    gw_task_eval(o, &auth_scripts()->logout, done, 1, 5, args, NULL);
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    const char *args[] = {key, AUTH_RK, sid, revexp, GW_REVOCATIONS_CHANNEL, now};
+    gw_task_eval(o, &auth_scripts()->logout, done, 1, 6, args, NULL);
 }
 
 /* the browser's session cookie, checked against its record: {sid, secret, DONE} in the task's ctx */
@@ -165,6 +168,7 @@ static void on_logout_all(gw_task_t *o, const redisReply *reply, const char *err
             snprintf(m, sizeof(m), "sid:%s", reply->element[i]->str);
             gw_revocations_add(m, strlen(m), exp);
         }
+    auth_backchannel_kick(o->greq);
     clear_session_cookie(o->greq);
     auth_send_no_content(o->greq);
 }
@@ -178,11 +182,12 @@ void auth_logout_all_handle(gw_req_t *greq)
     }
     const gw_conf_t *conf = greq->gen->conf;
     gw_task_t *o = gw_task_new(greq);
-    char key[200], revexp[24];
+    char key[200], revexp[24], now[24];
     snprintf(key, sizeof(key), AUTH_RK_USESS "%s", cl->sub);
     snprintf(revexp, sizeof(revexp), "%lld", (long long)time(NULL) + (long long)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
-    const char *args[] = {key, AUTH_RK, revexp, GW_REVOCATIONS_CHANNEL, cl->sid};
-    gw_task_eval(o, &auth_scripts()->logout_all, on_logout_all, 1, 5, args, NULL);
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    const char *args[] = {key, AUTH_RK, revexp, GW_REVOCATIONS_CHANNEL, cl->sid, now};
+    gw_task_eval(o, &auth_scripts()->logout_all, on_logout_all, 1, 6, args, NULL);
 }
 
 /* ---- RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0; SPEC §6.2) -------------------------------- */
@@ -197,6 +202,8 @@ static void on_ended(gw_task_t *o, const redisReply *reply, const char *err)
     if (ENDED_OR_NOTHING(o, reply, err))
         return;
     cookie_logout_t *cs = o->ctx;
+    if (reply != NULL)
+        auth_backchannel_kick(o->greq);
     clear_session_cookie(o->greq);
     if (cs->location != NULL)
         auth_redirect(o->greq, cs->location);

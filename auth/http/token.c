@@ -69,16 +69,17 @@ void auth_count_issued(gw_thread_t *thread, const char *grant)
 /* what a grant issues tokens for; a resident's grant (RESIDENT) with openid gets an ID token too */
 typedef struct {
     const char *sub, *sid, *scope, *acr, *nonce;
+    const char *name; /* masked, when the scope holds profile; else "" */
     int64_t auth_time;
     int resident;
 } grant_t;
 
-/* a redeemed code's or a rotated refresh token's script reply: {"ok", sub, sid, scope, acr, nonce, auth_time} */
+/* a redeemed code's or a rotated refresh token's script reply: {"ok", sub, sid, scope, acr, nonce, auth_time, name} */
 static grant_t grant_of_reply(const redisReply *reply)
 {
     return (grant_t){.sub = gw_reply_str(reply, 1), .sid = gw_reply_str(reply, 2), .scope = gw_reply_str(reply, 3),
                      .acr = gw_reply_str(reply, 4), .nonce = gw_reply_str(reply, 5),
-                     .auth_time = strtoll(gw_reply_str(reply, 6), NULL, 10), .resident = 1};
+                     .auth_time = strtoll(gw_reply_str(reply, 6), NULL, 10), .name = gw_reply_str(reply, 7), .resident = 1};
 }
 
 static void send_tokens(gw_task_t *o, const char *grant, const grant_t *g, const char *refresh)
@@ -90,7 +91,7 @@ static void send_tokens(gw_task_t *o, const char *grant, const grant_t *g, const
     char *idt = NULL;
     if (at != NULL && g->resident && auth_scope_subset_str("openid", scope)) {
         auth_id_token_t t = {.sub = g->sub, .sid = g->sid, .acr = g->acr, .nonce = g->nonce, .auth_time = g->auth_time,
-                             .access_token = at};
+                             .name = g->name, .access_token = at};
         if ((idt = auth_issue_id_token(o->greq->gen, c->client, &t)) == NULL) {
             OPENSSL_cleanse(at, strlen(at));
             free(at);
@@ -118,6 +119,17 @@ static void send_tokens(gw_task_t *o, const char *grant, const grant_t *g, const
     auth_send_json_doc(o->greq, 200, doc);
 }
 
+/* a script ended session SID ("" none) in Redis: revoke it on this node at once, deliver its logouts */
+static void session_ended(gw_req_t *greq, const char *sid)
+{
+    if (sid[0] == '\0' || strlen(sid) > 140)
+        return;
+    char m[160];
+    snprintf(m, sizeof(m), "sid:%s", sid);
+    gw_revocations_add(m, strlen(m), (int64_t)time(NULL) + (int64_t)(greq->gen->conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
+    auth_backchannel_kick(greq);
+}
+
 static void on_code_redeemed(gw_task_t *o, const redisReply *reply, const char *err)
 {
     auth_cauth_t *c = o->ctx;
@@ -130,10 +142,12 @@ static void on_code_redeemed(gw_task_t *o, const redisReply *reply, const char *
         return;
     }
     if (strcmp(status, "used") == 0) {
-        /* a replayed code: what it issued dies (its refresh family and its access token) */
+        /* a replayed code: what it issued dies (its refresh family and its access token), and the script
+         * ended the session it was issued in (in Redis, published, back-channel logouts queued) */
         const gw_conf_t *conf = o->greq->gen->conf;
         int64_t now = (int64_t)time(NULL);
         char fam_key[128], ttl[24], jti_m[160];
+        session_ended(o->greq, gw_reply_str(reply, 3));
         if (gw_reply_str(reply, 1)[0] != '\0' && o->greq->thread->store != NULL) {
             snprintf(fam_key, sizeof(fam_key), AUTH_RK "famrev:%s", gw_reply_str(reply, 1));
             snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000 + 1));
@@ -199,11 +213,12 @@ static void grant_authorization_code(gw_task_t *o)
     }
     snprintf(rt_key, sizeof(rt_key), AUTH_RK_RT "%s", with_refresh ? c->new_rt_hash : "-");
     snprintf(rt_ttl, sizeof(rt_ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000));
-    char now[24];
+    char now[24], revexp[24];
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-    const char *args[] = {
-        code_key, rt_key, c->client->id, ru, challenge, c->fam, c->jti, rt_ttl, AUTH_RK, keep, with_refresh ? "1" : "0", now};
-    gw_task_eval(o, &auth_scripts()->code_redeem, on_code_redeemed, 2, 12, args, NULL);
+    snprintf(revexp, sizeof(revexp), "%lld", (long long)time(NULL) + (long long)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
+    const char *args[] = {code_key, rt_key,    c->client->id, ru, challenge, c->fam, c->jti, rt_ttl, AUTH_RK, keep, with_refresh ? "1" : "0",
+                          now,      revexp, GW_REVOCATIONS_CHANNEL, c->client->backchannel_logout_uri != NULL ? "1" : "0"};
+    gw_task_eval(o, &auth_scripts()->code_redeem, on_code_redeemed, 2, 15, args, NULL);
 }
 
 static void on_rt_rotated(gw_task_t *o, const redisReply *reply, const char *err)
@@ -219,13 +234,8 @@ static void on_rt_rotated(gw_task_t *o, const redisReply *reply, const char *err
         return;
     }
     if (strcmp(status, "reused") == 0) {
-        /* the script revoked the family and the session in Redis (and published it); count it here at once */
-        const gw_conf_t *conf = o->greq->gen->conf;
-        if (gw_reply_str(reply, 1)[0] != '\0') {
-            char m[160];
-            snprintf(m, sizeof(m), "sid:%s", gw_reply_str(reply, 1));
-            gw_revocations_add(m, strlen(m), (int64_t)time(NULL) + (int64_t)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
-        }
+        /* the script revoked the family and ended the session in Redis (published, logouts queued) */
+        session_ended(o->greq, gw_reply_str(reply, 1));
         gw_oauth_error(o->greq, 400, "invalid_grant", "the refresh token was used already; its session is revoked");
         return;
     }
@@ -260,10 +270,9 @@ static void grant_refresh_token(gw_task_t *o)
     snprintf(revexp, sizeof(revexp), "%lld", (long long)time(NULL) + (long long)(conf->tokens.access_ttl_ms / 1000) + AUTH_LEEWAY);
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     c->jti[0] = '\0';
-    const char *args[] = {
-        old_key, new_key, c->client->id, AUTH_RK, fam_ttl, rt_ttl, "0", revexp, GW_REVOCATIONS_CHANNEL, scope != NULL ? scope : "",
-        now};
-    gw_task_eval(o, &auth_scripts()->rt_rotate, on_rt_rotated, 2, 11, args, NULL);
+    const char *args[] = {old_key, new_key, c->client->id,          AUTH_RK, fam_ttl, rt_ttl, "0", revexp, GW_REVOCATIONS_CHANNEL,
+                          scope != NULL ? scope : "", now, c->client->backchannel_logout_uri != NULL ? "1" : "0"};
+    gw_task_eval(o, &auth_scripts()->rt_rotate, on_rt_rotated, 2, 12, args, NULL);
 }
 
 static void grant_client_credentials(gw_task_t *o)

@@ -80,6 +80,8 @@ static void send_discovery(gw_req_t *greq)
     json_object_set_new(doc, "introspection_endpoint", endpoint(conf, "/oauth2/introspect"));
     json_object_set_new(doc, "userinfo_endpoint", endpoint(conf, "/oauth2/userinfo"));
     json_object_set_new(doc, "end_session_endpoint", endpoint(conf, "/oauth2/end_session"));
+    json_object_set_new(doc, "backchannel_logout_supported", json_true()); /* backchannel.c */
+    json_object_set_new(doc, "backchannel_logout_session_supported", json_true());
     json_object_set_new(doc, "jwks_uri", endpoint(conf, "/.well-known/jwks.json"));
     json_object_set_new(doc, "response_types_supported", string_array(response_types));
     json_object_set_new(doc, "response_modes_supported", string_array(response_modes));

@@ -1,7 +1,7 @@
 /*
  * tests/fuzz/fuzz_form.c — libFuzzer target for what the sign-in service parses from a client:
  * application/x-www-form-urlencoded bodies and queries, `Authorization: Basic`, and cookies
- * (auth/form.c). Any bytes end in a parse or a refusal, never in a crash, a hang or a leak.
+ * (auth/http/form.c), and the OpenID parameters of an authorization request (auth/http/oidc.c). Any bytes end in a parse or a refusal, never in a crash, a hang or a leak.
  */
 #include <string.h>
 #include "gateway/gateway.h"
@@ -15,6 +15,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     if (auth_form_parse(&pool, (const char *)data, size, &form) == 0) {
         auth_form_get(&form, "grant_type");
         auth_form_get(&form, "code_verifier");
+        auth_oidc_request_t oidc;
+        auth_oidc_request_read(&form, &oidc); /* nonce, prompt, max_age */
     }
     /* the same bytes as an Authorization header value and as a Cookie header */
     h2o_req_t req;

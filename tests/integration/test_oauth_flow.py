@@ -217,6 +217,9 @@ def test_code_reuse_revokes_what_it_issued(idp):
         r = c.post(g.https + "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": t["refresh_token"],
                                                     "client_id": "hecheng-app"})
         assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+        # the session the code was issued in ended too (SPEC §6.2): authorize shows the sign-in page again
+        r = c.get(g.https + "/oauth2/authorize", params=authorize_params(challenge=pkce()[1]))
+        assert r.status_code == 200 and 'name="password"' in r.text
 
 
 # ---- refresh tokens -----------------------------------------------------------------------------------

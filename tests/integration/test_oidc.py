@@ -66,6 +66,26 @@ def test_code_grant_with_openid_returns_an_id_token(op):
         assert private not in str(idt)
 
 
+def test_profile_adds_the_masked_name_only(op):
+    g = op["g"]
+    _, _, idt, ui = flow(g, op, scope="openid profile query")
+    assert idt["name"] == ui["name"] == "张*"
+    for claim in ("phone_number", "cards", "id_number", "given_name", "family_name"):
+        assert claim not in idt
+    _, _, idt, _ = flow(g, op, scope="openid query")
+    assert "name" not in idt
+    with g.client(http2=True) as c:  # a refreshed ID token keeps it
+        t, _, _ = code_flow(c, g.https, op["phone"], op["password"], scope="openid profile")
+        r = c.post(g.https + "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": t["refresh_token"],
+                                                    "client_id": "hecheng-app"})
+        t2 = r.json()
+        assert verify_id_token(c, g.https, t2["id_token"], "hecheng-app", t2["access_token"])["name"] == "张*"
+        r = c.post(g.https + "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": t2["refresh_token"],
+                                                    "client_id": "hecheng-app", "scope": "openid"})
+        t3 = r.json()  # narrowed to openid: no profile, no name
+        assert "name" not in verify_id_token(c, g.https, t3["id_token"], "hecheng-app", t3["access_token"])
+
+
 def test_no_openid_no_id_token_and_no_nonce_without_one(op):
     g = op["g"]
     t, _, _, _ = flow(g, op, scope="query")
@@ -233,13 +253,13 @@ def test_bad_prompt_and_max_age_are_invalid_requests(op, extra):
 # ---- RP-initiated logout ---------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
 def partner_session(g, op):
     """A browser signed in to mp-partner: (client with the session cookie, token answer)."""
-    c = g.client(http2=True)
-    c.__enter__()
-    t, _, _ = code_flow(c, g.https, op["phone"], op["password"], client_id="mp-partner", redirect_uri=MP_REDIRECT,
-                        scope="openid query")
-    return c, t
+    with g.client(http2=True) as c:
+        t, _, _ = code_flow(c, g.https, op["phone"], op["password"], client_id="mp-partner", redirect_uri=MP_REDIRECT,
+                            scope="openid query")
+        yield c, t
 
 
 def session_alive(g, t):
@@ -261,8 +281,7 @@ def wait_dead(g, t, seconds=2.0):
 def test_end_session_with_a_valid_hint_returns_to_the_client(op):
     from oauthtest import MP_BYE
     g, g2 = op["g"], op["g2"]
-    c, t = partner_session(g, op)
-    try:
+    with partner_session(g, op) as (c, t):
         r = c.get(g.https + "/oauth2/end_session", params={"id_token_hint": t["id_token"], "post_logout_redirect_uri": MP_BYE,
                                                           "state": "s-42", "client_id": "mp-partner"})
         assert r.status_code == 302 and r.headers["location"] == MP_BYE + "?state=s-42", (r.status_code, r.headers)
@@ -275,16 +294,13 @@ def test_end_session_with_a_valid_hint_returns_to_the_client(op):
         from oauthtest import authorize_params, pkce
         page = c.get(g.https + "/oauth2/authorize", params=authorize_params("mp-partner", MP_REDIRECT, "openid", pkce()[1]))
         assert page.status_code == 200 and 'name="password"' in page.text
-    finally:
-        c.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("case", ["no-hint", "tampered", "other-client", "unregistered-uri"])
 def test_end_session_never_redirects_unverified(op, case):
     from oauthtest import MP_BYE
     g = op["g"]
-    c, t = partner_session(g, op)
-    try:
+    with partner_session(g, op) as (c, t):
         hint = t["id_token"]
         params = {"post_logout_redirect_uri": MP_BYE, "state": "x"}
         if case == "tampered":
@@ -304,15 +320,12 @@ def test_end_session_never_redirects_unverified(op, case):
             assert r.status_code == 200 and 'value="logout"' in r.text  # the confirmation page
         time.sleep(0.3)
         assert session_alive(g, t)  # nothing ended without the resident confirming
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_end_session_confirmation_page_ends_the_browsers_session(op):
     from oauthtest import parse_form
     g = op["g"]
-    c, t = partner_session(g, op)
-    try:
+    with partner_session(g, op) as (c, t):
         page = c.get(g.https + "/oauth2/end_session")
         assert page.status_code == 200
         f = parse_form(page.text)
@@ -322,8 +335,6 @@ def test_end_session_confirmation_page_ends_the_browsers_session(op):
         r = c.post(g.https + f.action, data=dict(f.fields, action="logout"))
         assert r.status_code == 200 and "Signed out" in r.text and "location" not in r.headers
         assert wait_dead(g, t)
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_id_tokens_follow_key_rotation(gateway, backend, hegate_bin, tmp_path):

@@ -7,6 +7,11 @@
 #                                                     refresh token once (see below); scope "bench"
 #   hegate token endpoint (refresh + ID token)    h1  the same with scope "openid bench": each answer also
 #                                                     carries an ID token (one more ES256 signature; issue 12)
+#   hegate token endpoint (code + ID token)       h1  bench/token_load.c -k: every request redeems a distinct,
+#                                                     fresh authorization code (PKCE checked) for an access, a
+#                                                     refresh and an ID token; scope "openid bench". Codes live
+#                                                     60 s, so each round makes its own, BENCH_CODE_N of them
+#                                                     (default 3000) plus a fifth for the warm-up
 # A refresh token rotates on every use and a used one revokes its family and session, so h2load's fixed body
 # cannot measure the refresh grant. bench/token_chains.py signs a resident in once through the HTML form and runs
 # the code + PKCE flow BENCH_C × BENCH_M times in that session: one refresh chain per in-flight request. The load
@@ -14,7 +19,7 @@
 # request is a fresh token's first and only use; the live tokens are written back for the next run (warm-up,
 # measured run, later rounds). HTTP/1.1 keep-alive, BENCH_C × BENCH_M connections with one request in flight each
 # (as many in flight as h2load's -c × -m: h2o serves a pipelined HTTP/1.1 connection one request at a time).
-# Knobs: BENCH_TOKEN_N (default BENCH_N), BENCH_TOKEN_CONNS (BENCH_C × BENCH_M).
+# Knobs: BENCH_TOKEN_N (default BENCH_N), BENCH_TOKEN_CONNS (BENCH_C × BENCH_M), BENCH_CODE_N (3000).
 
 ID_OK=0; ID_WHY="not set up"
 ID_LOAD=$T/token_load
@@ -22,6 +27,7 @@ ID_CC_SECRET="bench-cc-secret-0123456789abcdef"
 ID_CC="hegate token endpoint (client_credentials)"
 ID_RT="hegate token endpoint (refresh_token rotation)"
 ID_RT_OIDC="hegate token endpoint (refresh + ID token)"
+ID_CODE_OIDC="hegate token endpoint (code + ID token)"
 
 identity_setup() {
   if [ "$HEGATE_OK" != 1 ]; then ID_WHY=$HEGATE_WHY; return 0; fi
@@ -40,10 +46,10 @@ identity_setup() {
   ID_OK=1; ID_WHY=""
 }
 
-# Once the servers run: a resident (in Redis) and enough refresh chains of SCOPE in FILE (topped up each round).
-# identity_fixtures WANT FILE SCOPE
+# Once the servers run: a resident (in Redis) and enough refresh chains (MODE codes: unused codes) of SCOPE in
+# FILE (topped up each round). identity_fixtures WANT FILE SCOPE [codes]
 identity_fixtures() {
-  local want=$1 file=$2 scope=$3 have
+  local want=$1 file=$2 scope=$3 mode=${4:-} have
   [ "$ID_OK" = 1 ] || return 0
   if [ "$REDIS_OK" != 1 ]; then ID_OK=0; ID_WHY="redis-server did not start"; return 0; fi
   if [ -z "${ID_PHONE:-}" ]; then
@@ -56,7 +62,7 @@ identity_fixtures() {
   have=$(grep -c . "$file" 2> /dev/null); have=${have:-0}
   [ "$have" -ge "$want" ] && return 0
   if ! printf 'bench-identity-password\n' | $BENCH_PY bench/token_chains.py "$HG" bench-app https://bench.example/app \
-         "$scope" "$ID_PHONE" $(( want - have )) "$T/chains.new" 2> "$T/chains.log"; then
+         "$scope" "$ID_PHONE" $(( want - have )) "$T/chains.new" $mode 2> "$T/chains.log"; then
     ID_OK=0; ID_WHY="$(tail -1 "$T/chains.log")"; return 0
   fi
   cat "$T/chains.new" >> "$file"
@@ -94,7 +100,7 @@ identity_load_row() {
     rps=nan; p50=nan; p99=nan; us=nan
     note="$note; token_load failed (exit $rc): $(grep -m1 . "$d/tl.$id.out" | cut -c1-80)"
   fi
-  [ -n "$ok" ] && [ "$ok" != "$n" ] && note="$note; only $ok of $n answers were 2xx"
+  [ -n "$ok" ] && [ "$ok" != "$n" ] && note="$note; only $ok of $n answers were 2xx ($(awk '/^status codes:/ {print $7 " 4xx, " $9 " 5xx"}' "$d/tl.$id.out"))"
   [ "${steal:-0}" -ge 5 ] && note="$note; steal ${steal}%"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$BENCH_ROUND" "$name" "$proto" "$rps" "$p50" "$p99" \
     "${ok:-0}" "$n" "$srv" "$cli" "$other" "$steal" "$us" "$note" >> "$d/rows.tsv"
@@ -107,7 +113,7 @@ identity_rows() {
   local n=${BENCH_TOKEN_N:-$BENCH_N} conns=${BENCH_TOKEN_CONNS:-$(( BENCH_C * BENCH_M ))}
   if [ "$ID_OK" != 1 ]; then
     bench_skip "$ID_CC" h2c "$ID_WHY"; bench_skip "$ID_CC" h1 "$ID_WHY"; bench_skip "$ID_RT" h1 "$ID_WHY"
-    bench_skip "$ID_RT_OIDC" h1 "$ID_WHY"
+    bench_skip "$ID_RT_OIDC" h1 "$ID_WHY"; bench_skip "$ID_CODE_OIDC" h1 "$ID_WHY"
     return 0
   fi
   # client_credentials: the KDF checks the secret once, then the per-thread cache of verified secrets answers
@@ -122,10 +128,20 @@ identity_rows() {
     fi
     identity_load_row "$name" "$n" "$conns" 1 -r "$file" -i bench-app
   done
+  # the code grant: fresh codes for this round (warm-up + measured run), each redeemed once
+  local cn=${BENCH_CODE_N:-3000} cw
+  cw=$(( cn / 5 ))
+  if [ -z "${BENCH_ONLY:-}" ] || [[ "$ID_CODE_OIDC h1" =~ $BENCH_ONLY ]]; then
+    rm -f "$T/codes.txt"
+    identity_fixtures $(( cn + cw )) "$T/codes.txt" "openid bench" codes
+    [ "$ID_OK" = 1 ] || { bench_skip "$ID_CODE_OIDC" h1 "$ID_WHY"; return 0; }
+  fi
+  BENCH_WARM=$cw identity_load_row "$ID_CODE_OIDC" "$cn" "$conns" 1 -k "$T/codes.txt"
 }
 
 identity_targets() {
   bench_target "issue 5: token endpoint, client_credentials, one core" rps "$ID_CC" h2c - - ">=" 2000
   bench_target "issue 5: token endpoint, refresh_token rotation (distinct tokens), one core" rps "$ID_RT" h1 - - ">=" 2000
   bench_target "issue 12: token endpoint, refresh with an ID token, one core" rps "$ID_RT_OIDC" h1 - - ">=" 10000
+  bench_target "issue 12: token endpoint, code with an ID token, one core" rps "$ID_CODE_OIDC" h1 - - ">=" 10000
 }

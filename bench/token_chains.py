@@ -2,9 +2,11 @@
 """bench/token_chains.py — fixtures of the refresh-token row (bench/rows_identity.sh): signs a resident
 in once through the HTML sign-in form, then runs the authorization-code + PKCE flow K times in that
 browser session (sign in once: no form again) and writes the K refresh tokens, one per line, to OUT —
-the starts of K refresh chains for bench/token_load.c. Run with /usr/bin/python3 (httpx).
+the starts of K refresh chains for bench/token_load.c. With MODE "codes" it redeems nothing: it writes
+K token-request bodies (an unused authorization code and its PKCE verifier each; codes live 60 s) for
+token_load -k, the code-grant row. Run with /usr/bin/python3 (httpx).
 
-  token_chains.py BASE_URL CLIENT_ID REDIRECT_URI SCOPE PHONE K OUT   (password on stdin)
+  token_chains.py BASE_URL CLIENT_ID REDIRECT_URI SCOPE PHONE K OUT [codes]   (password on stdin)
 """
 import base64
 import hashlib
@@ -37,7 +39,7 @@ def b64u(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-def main(base, client_id, redirect_uri, scope, phone, k, out):
+def main(base, client_id, redirect_uri, scope, phone, k, out, mode="chains"):
     password = sys.stdin.readline().rstrip("\n")
     tokens = []
     with httpx.Client(base_url=base, trust_env=False, timeout=10, follow_redirects=False) as c:
@@ -55,6 +57,11 @@ def main(base, client_id, redirect_uri, scope, phone, k, out):
             if r.status_code != 302:
                 sys.exit("token_chains: authorize answered %d (expected 302)" % r.status_code)
             q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["location"]).query))
+            if mode == "codes":
+                tokens.append(urllib.parse.urlencode({"grant_type": "authorization_code", "code": q["code"],
+                                                      "redirect_uri": redirect_uri, "code_verifier": verifier,
+                                                      "client_id": client_id}))
+                continue
             t = c.post("/oauth2/token", data={"grant_type": "authorization_code", "code": q["code"],
                                               "redirect_uri": redirect_uri, "code_verifier": verifier,
                                               "client_id": client_id})
@@ -66,6 +73,6 @@ def main(base, client_id, redirect_uri, scope, phone, k, out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 8:
+    if len(sys.argv) not in (8, 9) or (len(sys.argv) == 9 and sys.argv[8] != "codes"):
         sys.exit(__doc__)
     main(*sys.argv[1:])

@@ -7,7 +7,9 @@
  * token of that family, slot k redeems that one next. Every request redeems a distinct, unused
  * token exactly once — the work of a real app refreshing — and the chains continue across runs
  * (warm-up, measured run, later rounds) because the live tokens are written back to the file.
- * With -b it sends a fixed body instead (client_credentials), to compare with h2load's row.
+ * With -b it sends a fixed body instead (client_credentials), to compare with h2load's row. With -k
+ * each line of BODYFILE is one request body to send exactly once (authorization codes: a code may be
+ * redeemed once); the lines sent are removed from the file, so a warm-up and a measured run share it.
  *
  * HTTP/1.1 keep-alive over C connections, M requests pipelined on each (C × M in flight), one
  * thread, epoll, raw sockets; Content-Length framing only (hegate's token answers have it).
@@ -16,7 +18,7 @@
  * request, the format bench/tools.py pct reads. Not part of the library or of `make test`.
  *
  *   token_load -u http://127.0.0.1:PORT/oauth2/token -n N [-c 50] [-m 10] [-l LATLOG] [-t SECONDS]
- *              (-r TOKENFILE -i CLIENT_ID | -b BODYFILE) [-H 'name: value']...
+ *              (-r TOKENFILE -i CLIENT_ID | -b BODYFILE | -k BODYFILE) [-H 'name: value']...
  */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
@@ -62,6 +64,8 @@ static int nheaders;
 static const char *fixed_body;
 static size_t fixed_len;
 static const char *client_id;
+static char **once_bodies; /* -k: one body per request, each sent once */
+static long num_once, next_once;
 static slot_t *slots;
 static int nconn = 50, depth = 10;
 static long total = 0, sent = 0, done = 0, st[6], errors;
@@ -109,7 +113,10 @@ static void send_request(conn_t *c, int slot)
     char body[TOKEN_MAX + 512], head[2048];
     const char *b = fixed_body;
     size_t blen = fixed_len;
-    if (b == NULL) {
+    if (once_bodies != NULL) {
+        b = once_bodies[next_once++];
+        blen = strlen(b);
+    } else if (b == NULL) {
         int n =
             snprintf(body, sizeof(body), "grant_type=refresh_token&client_id=%s&refresh_token=%s", client_id, slots[slot].token);
         b = body;
@@ -202,11 +209,11 @@ static void on_response(conn_t *c, int status, const char *body, size_t blen)
     st[status / 100 < 6 ? status / 100 : 0]++;
     if (latlog != NULL)
         fprintf(latlog, "%llu %d %llu\n", (unsigned long long)(t - t0), status, (unsigned long long)(now - t));
-    if (fixed_body == NULL) {
+    if (fixed_body == NULL && once_bodies == NULL) {
         if (status != 200 || json_str(body, blen, "refresh_token", slots[slot].token, sizeof(slots[slot].token)) != 0)
             slots[slot].alive = 0; /* this chain is over (its token may have been used): never resend it */
     }
-    if (sent < total && (fixed_body != NULL || slots[slot].alive))
+    if (sent < total && (fixed_body != NULL || once_bodies != NULL || slots[slot].alive))
         send_request(c, slot);
 }
 
@@ -236,7 +243,7 @@ static int open_conn(conn_t *c, int ep, int idx)
 static void drop(conn_t *c)
 {
     while (c->q_n > 0) {
-        if (fixed_body == NULL)
+        if (fixed_body == NULL && once_bodies == NULL)
             slots[c->q_slot[c->q_head]].alive = 0;
         c->q_head = (c->q_head + 1) % (unsigned)depth;
         c->q_n--;
@@ -287,19 +294,55 @@ static void write_tokens(const char *file, int n)
         die(file);
 }
 
+/* -k: every non-empty line of FILE; what is left unsent after the run is written back */
+static void read_once_bodies(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (f == NULL)
+        die(file);
+    char line[4096];
+    long cap = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0')
+            continue;
+        if (num_once == cap) {
+            cap = cap ? cap * 2 : 1024;
+            if ((once_bodies = realloc(once_bodies, sizeof(char *) * (size_t)cap)) == NULL)
+                die("realloc");
+        }
+        if ((once_bodies[num_once++] = strdup(line)) == NULL)
+            die("strdup");
+    }
+    fclose(f);
+}
+
+static void write_once_bodies(const char *file)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        die(tmp);
+    for (long i = next_once; i < num_once; ++i)
+        fprintf(f, "%s\n", once_bodies[i]);
+    if (fclose(f) != 0 || rename(tmp, file) != 0)
+        die(file);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: token_load -u http://HOST:PORT/PATH -n N [-c CONNS] [-m DEPTH] [-l LATLOG] [-t SECONDS]\n"
-                    "                  (-r TOKENFILE -i CLIENT_ID | -b BODYFILE) [-H 'name: value']...\n");
+                    "                  (-r TOKENFILE -i CLIENT_ID | -b BODYFILE | -k BODYFILE) [-H 'name: value']...\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *url = NULL, *tokfile = NULL, *bodyfile = NULL, *lat = NULL;
+    const char *url = NULL, *tokfile = NULL, *bodyfile = NULL, *oncefile = NULL, *lat = NULL;
     double limit_s = 300;
     int o;
-    while ((o = getopt(argc, argv, "u:n:c:m:l:t:r:i:b:H:")) != -1) {
+    while ((o = getopt(argc, argv, "u:n:c:m:l:t:r:i:b:k:H:")) != -1) {
         switch (o) {
         case 'u':
             url = optarg;
@@ -328,6 +371,9 @@ int main(int argc, char **argv)
         case 'b':
             bodyfile = optarg;
             break;
+        case 'k':
+            oncefile = optarg;
+            break;
         case 'H':
             if (nheaders == MAX_HEADERS)
                 usage();
@@ -337,7 +383,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (url == NULL || total <= 0 || nconn <= 0 || depth <= 0 || (tokfile == NULL) == (bodyfile == NULL) ||
+    if (url == NULL || total <= 0 || nconn <= 0 || depth <= 0 || (tokfile != NULL) + (bodyfile != NULL) + (oncefile != NULL) != 1 ||
         (tokfile != NULL && client_id == NULL))
         usage();
     static char hostbuf[256];
@@ -354,6 +400,13 @@ int main(int argc, char **argv)
         fixed_body = buf;
     }
     int nslots = nconn * depth;
+    if (oncefile != NULL) {
+        read_once_bodies(oncefile);
+        if (num_once < total) {
+            fprintf(stderr, "token_load: %s holds %ld bodies, fewer than -n %ld\n", oncefile, num_once, total);
+            return 1;
+        }
+    }
     if (tokfile != NULL) {
         int have = read_tokens(tokfile, &nslots);
         if (have < nconn * depth) { /* fewer chains than slots: fewer connections, same depth */
@@ -448,6 +501,8 @@ int main(int argc, char **argv)
         fclose(latlog);
     if (tokfile != NULL)
         write_tokens(tokfile, nslots);
+    if (oncefile != NULL)
+        write_once_bodies(oncefile);
     long ok = st[2];
     printf("finished in %.2fs, %.2f req/s\n", secs, secs > 0 ? (double)done / secs : 0.0);
     printf("requests: %ld total, %ld done, %ld sent, %ld failed (connection)\n", total, done, sent, errors);

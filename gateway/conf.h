@@ -78,6 +78,8 @@ typedef struct {
     gw_subject_type_t subject_type; /* default: public for first_party clients, else pairwise (SPEC §6.2) */
     char *sector_identifier;        /* pairwise subjects are per sector: default the client id */
     char *backchannel_logout_uri;   /* where a logout token is POSTed when a session it was in ends (SPEC §6.2) */
+    char *name, *description;       /* shown to a resident approving a device (SPEC §6.1); name required for device_code */
+    int shared_device;              /* a kiosk: no refresh token, access tokens ≤ tokens.shared_device_ttl */
     int line;
 } gw_client_conf_t;
 
@@ -145,6 +147,8 @@ typedef struct {
         uint64_t access_ttl_ms;  /* default 15m */
         uint64_t refresh_ttl_ms; /* default 30d */
         uint64_t session_ttl_ms; /* default 30d */
+        uint64_t device_ttl_ms;        /* a device authorization's life (SPEC §6.1); default 5m, at most 10m */
+        uint64_t shared_device_ttl_ms; /* the access tokens of a shared_device client at most; default 10m */
         char *audience;          /* default "hegate" */
     } tokens;
     gw_trusted_issuer_conf_t *trusted_issuers;

@@ -159,6 +159,26 @@ static const char *check_issuer_url(const char *s, int own)
     return NULL;
 }
 
+/* text shown to residents (a device's name, description): 1-200 bytes of valid UTF-8 without control characters */
+const char *gw_conf_check_display_text(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 200)
+        return "must be 1 to 200 bytes";
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
+        int len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        if (len == 0 || (len == 1 && (*p < 0x20 || *p == 0x7f)))
+            return "must be UTF-8 text without control characters";
+        for (int i = 1; i < len; ++i)
+            if ((p[i] & 0xc0) != 0x80)
+                return "must be UTF-8 text without control characters";
+        if ((len == 2 && *p < 0xc2) || (len == 3 && *p == 0xe0 && p[1] < 0xa0) || (len == 4 && (*p > 0xf4 || (*p == 0xf0 && p[1] < 0x90))))
+            return "must be UTF-8 text without control characters"; /* overlong or beyond U+10FFFF */
+        p += len;
+    }
+    return NULL;
+}
+
 /* OpenID Connect Back-Channel Logout §2.2: https://authority[/path][?query], no fragment; http:// only to a
  * loopback host (a logout token is a bearer credential for the RP's session) */
 const char *gw_conf_check_backchannel_uri(const char *s)

@@ -124,6 +124,7 @@ struct gw_conf_field {
 #define F_BOOL(T, key, m, ...) {.name = key, .kind = GW_CONF_BOOL, AT(T, m), __VA_ARGS__}
 #define F_SIZE(T, key, m, lo, hi, ...) {.name = key, .kind = GW_CONF_SIZE, AT(T, m), .min = lo, .max = hi, __VA_ARGS__}
 #define F_DURATION(T, key, m, lo, ...) {.name = key, .kind = GW_CONF_DURATION, AT(T, m), .min = lo, .max = UINT64_MAX, __VA_ARGS__}
+#define F_DURATION_IN(T, key, m, lo, hi, ...) {.name = key, .kind = GW_CONF_DURATION, AT(T, m), .min = lo, .max = hi, __VA_ARGS__}
 #define F_ENUM(T, key, m, names, ...) {.name = key, .kind = GW_CONF_ENUM, AT(T, m), .allowed = names, __VA_ARGS__}
 #define F_LIST(T, key, m, ...) {.name = key, .kind = GW_CONF_LIST, AT(T, m), __VA_ARGS__}
 #define F_SECTION(key, fields) {.name = key, .kind = GW_CONF_SECTION, .section = fields}
@@ -158,6 +159,7 @@ const char *gw_conf_check_scope(const char *s);     /* one scope (RFC 6749 §3.3
 const char *gw_conf_check_url_path(const char *p);  /* the path part of a URL */
 const char *gw_conf_check_redirect_uri(const char *s);
 const char *gw_conf_check_backchannel_uri(const char *s);
+const char *gw_conf_check_display_text(const char *s);
 const char *gw_conf_check_own_issuer(const char *s); /* the gateway's issuer: no trailing '/' */
 const char *gw_conf_check_trusted_issuer(const char *s);
 const char *gw_conf_check_redis_url_or_unix(const char *s);

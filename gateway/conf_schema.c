@@ -178,6 +178,8 @@ static const gw_conf_field_t tokens_fields[] = {
     F_DURATION(gw_conf_t, "access_ttl", tokens.access_ttl_ms, 1000),
     F_DURATION(gw_conf_t, "refresh_ttl", tokens.refresh_ttl_ms, 1000),
     F_DURATION(gw_conf_t, "session_ttl", tokens.session_ttl_ms, 1000),
+    F_DURATION_IN(gw_conf_t, "device_ttl", tokens.device_ttl_ms, 10000, 600000),
+    F_DURATION(gw_conf_t, "shared_device_ttl", tokens.shared_device_ttl_ms, 1000),
     F_STRING(gw_conf_t, "audience", tokens.audience),
     F_END,
 };
@@ -215,7 +217,7 @@ static void on_trusted_issuers(gw_conf_ctx_t *c, void *target, yaml_node_t *v, c
 
 /* ---- clients -------------------------------------------------------------------------------------------- */
 
-static const char *const grant_names[] = {"authorization_code", "refresh_token", "client_credentials", NULL};
+static const char *const grant_names[] = {"authorization_code", "refresh_token", "client_credentials", "device_code", NULL};
 static const char *const subject_type_names[] = {"pairwise", "public", NULL}; /* in gw_subject_type_t order */
 static const char *const role_names[] = {"transit", "medical", "merchant", "government", "tourism", NULL};
 
@@ -231,6 +233,9 @@ static const gw_conf_field_t client_fields[] = {
     F_ENUM(gw_client_conf_t, "subject_type", subject_type, subject_type_names),
     F_STRING(gw_client_conf_t, "sector_identifier", sector_identifier, .check = gw_conf_check_client_id),
     F_STRING(gw_client_conf_t, "backchannel_logout_uri", backchannel_logout_uri, .check = gw_conf_check_backchannel_uri),
+    F_STRING(gw_client_conf_t, "name", name, .check = gw_conf_check_display_text),
+    F_STRING(gw_client_conf_t, "description", description, .check = gw_conf_check_display_text),
+    F_BOOL(gw_client_conf_t, "shared_device", shared_device),
     F_END,
 };
 
@@ -256,6 +261,8 @@ static void parse_client(gw_conf_ctx_t *c, void *item, yaml_node_t *node)
     if (gw_conf_strlist_has(&cl->grants, "authorization_code") &&
         (uris == NULL || (uris->type == YAML_SEQUENCE_NODE && gw_conf_seq_len(uris) == 0)))
         ERR(node, "client '" SHOW "': redirect_uris are required for the authorization_code grant", id);
+    if (gw_conf_strlist_has(&cl->grants, "device_code") && cl->name == NULL) /* the approval screens name the device */
+        ERR(node, "client '" SHOW "': grant device_code needs a name (shown when a resident approves it)", id);
 }
 
 static void on_clients(gw_conf_ctx_t *c, void *target, yaml_node_t *v, const char *what)
@@ -610,6 +617,8 @@ static void set_defaults(gw_conf_ctx_t *c)
     conf->tokens.access_ttl_ms = 15 * 60000;
     conf->tokens.refresh_ttl_ms = 30ull * 86400000;
     conf->tokens.session_ttl_ms = 30ull * 86400000;
+    conf->tokens.device_ttl_ms = 5 * 60000;
+    conf->tokens.shared_device_ttl_ms = 10 * 60000;
     conf->tokens.audience = gw_conf_strdup(c, "hegate");
     conf->on_store_down = GW_STORE_DOWN_LOCAL;
     conf->nodes = 1;
@@ -692,6 +701,8 @@ void gw_conf_free(gw_conf_t *conf)
         free(cl->secret_hash);
         free(cl->sector_identifier);
         free(cl->backchannel_logout_uri);
+        free(cl->name);
+        free(cl->description);
         gw_conf_strlist_free(&cl->redirect_uris);
         gw_conf_strlist_free(&cl->post_logout_redirect_uris);
         gw_conf_strlist_free(&cl->scopes);

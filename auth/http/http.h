@@ -17,6 +17,7 @@
  *   wellknown.c  the /.well-known family: discovery and JWKS
  *   form.c       strict application/x-www-form-urlencoded and query parsing, HTTP Basic, cookies
  *   pages.c      the HTML sign-in, consent and error pages (every value escaped)
+ *   usercode.c   the device grant's user codes: made, and read back from what a resident typed
  *   users.c      `hegate user add`, `hegate client hash-secret`, masking of names and phone numbers
  *
  * The Redis key layout (every key under one hash tag, so that the Lua scripts stay on one cluster
@@ -111,6 +112,17 @@ typedef struct {
 /* Reads nonce (its length), prompt (none | login, space-separated; none alone) and max_age (decimal
  * seconds) of the parsed request F into OUT: NULL, or why the request is invalid (a fixed text). */
 const char *auth_oidc_request_read(const auth_form_t *f, auth_oidc_request_t *out);
+
+/* ---- usercode.c --------------------------------------------------------------------------------- */
+
+#define AUTH_USER_CODE_ALPHABET "BCDFGHJKLMNPQRSTVWXZ"
+#define AUTH_USER_CODE_LEN 9 /* "XXXX-XXXX" */
+
+/* A new user code "XXXX-XXXX", each letter uniform over the alphabet. 0, or -1 (no randomness). */
+int auth_user_code_new(char out[AUTH_USER_CODE_LEN + 1]);
+/* Typed input IN[0..LEN) → the canonical "XXXX-XXXX": letters of the alphabet in either case, dashes
+ * and spaces anywhere ignored, exactly 8 letters. 0, or -1 (not a user code). */
+int auth_user_code_normalize(const char *in, size_t len, char out[AUTH_USER_CODE_LEN + 1]);
 
 /* ---- authorize.c -------------------------------------------------------------------------------- */
 

@@ -1,7 +1,8 @@
 /*
  * tests/fuzz/fuzz_form.c — libFuzzer target for what the sign-in service parses from a client:
  * application/x-www-form-urlencoded bodies and queries, `Authorization: Basic`, and cookies
- * (auth/http/form.c), and the OpenID parameters of an authorization request (auth/http/oidc.c). Any bytes end in a parse or a refusal, never in a crash, a hang or a leak.
+ * (auth/http/form.c), the OpenID parameters of an authorization request (auth/http/oidc.c) and typed user
+ * codes (auth/http/usercode.c). Any bytes end in a parse or a refusal, never in a crash, a hang or a leak.
  */
 #include <string.h>
 #include "gateway/gateway.h"
@@ -18,6 +19,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         auth_oidc_request_t oidc;
         auth_oidc_request_read(&form, &oidc); /* nonce, prompt, max_age */
     }
+    char user_code[AUTH_USER_CODE_LEN + 1]; /* a typed user code (the device grant) */
+    if (auth_user_code_normalize((const char *)data, size, user_code) == 0 && strlen(user_code) != AUTH_USER_CODE_LEN)
+        __builtin_trap();
     /* the same bytes as an Authorization header value and as a Cookie header */
     h2o_req_t req;
     memset(&req, 0, sizeof(req));

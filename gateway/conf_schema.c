@@ -261,7 +261,7 @@ static void parse_client(gw_conf_ctx_t *c, void *item, yaml_node_t *node)
     if (gw_conf_strlist_has(&cl->grants, "authorization_code") &&
         (uris == NULL || (uris->type == YAML_SEQUENCE_NODE && gw_conf_seq_len(uris) == 0)))
         ERR(node, "client '" SHOW "': redirect_uris are required for the authorization_code grant", id);
-    if (gw_conf_strlist_has(&cl->grants, "device_code") && cl->name == NULL) /* the approval screens name the device */
+    if (gw_conf_strlist_has(&cl->grants, "device_code") && gw_conf_mapping_get(c, node, "name") == NULL) /* the approval screens name it */
         ERR(node, "client '" SHOW "': grant device_code needs a name (shown when a resident approves it)", id);
 }
 

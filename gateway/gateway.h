@@ -357,7 +357,8 @@ void gw_guard_counts(uint64_t closed[GW_GUARD_REASONS], uint64_t *cancelled_befo
 /* ---- metrics.c ------------------------------------------------------------------------------------- */
 
 /* single-label counter families */
-enum { GW_MF_RATELIMITED, GW_MF_TOKENS_ISSUED, GW_MF_QR_CODES_ISSUED, GW_MF_QR_VERIFICATIONS, GW_MF_BACKCHANNEL_LOGOUT, GW_MF_COUNT };
+enum { GW_MF_RATELIMITED, GW_MF_TOKENS_ISSUED, GW_MF_QR_CODES_ISSUED, GW_MF_QR_VERIFICATIONS, GW_MF_BACKCHANNEL_LOGOUT, GW_MF_DEVICE_CODES,
+       GW_MF_COUNT };
 /* the slot of one label value of FAMILY (stable for the process's life) */
 unsigned gw_metrics_label_slot(int family, const char *value);
 void gw_metrics_count(gw_metrics_t *m, int family, unsigned slot);

@@ -30,6 +30,8 @@ static const struct {
     [GW_MF_QR_VERIFICATIONS] = {"hegate_qr_verifications_total", "result", "City code verifications, by result."},
     [GW_MF_BACKCHANNEL_LOGOUT] = {"hegate_backchannel_logout_total", "result",
                                   "Back-channel logout attempts (delivered, failed), and jobs given up or dropped."},
+    [GW_MF_DEVICE_CODES] = {"hegate_device_codes_total", "result",
+                            "Device authorizations issued, approved, denied, exchanged, expired; unknown and limited lookups."},
 };
 static char *label_values[GW_MF_COUNT][LABEL_SLOTS];
 static unsigned num_labels[GW_MF_COUNT];

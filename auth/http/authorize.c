@@ -141,15 +141,7 @@ static int validate(gw_task_t *o)
         return -1;
     }
     if (az->p.scope == NULL || az->p.scope[0] == '\0') {
-        char all[1024] = "";
-        for (size_t i = 0; i != az->client->scopes.n; ++i) {
-            if (strlen(all) + strlen(az->client->scopes.v[i]) + 2 >= sizeof(all))
-                break;
-            if (i != 0)
-                strcat(all, " ");
-            strcat(all, az->client->scopes.v[i]);
-        }
-        az->p.scope = h2o_strdup(&greq->req->pool, all, SIZE_MAX).base;
+        az->p.scope = auth_scope_all(&greq->req->pool, az->client);
     } else if (!auth_scope_subset(az->p.scope, &az->client->scopes)) {
         redirect_to_client(o, NULL, "invalid_scope", "a requested scope is not allowed for this client");
         return -1;

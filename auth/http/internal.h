@@ -21,6 +21,10 @@
  *   hegate:{id}:famrev:<fam>      a revoked refresh-token family
  *   hegate:{id}:bcl:<sid> <cid>   a back-channel logout job: sub, n (attempts), t0 (ms); TTL AUTH_BCL_JOB_TTL_S
  *   hegate:{id}:bclq              sorted set of those jobs by due time (ms); see scripts.c, backchannel.c
+ *   hegate:{id}:dev:<sha256>      a device authorization (SPEC §6.1): cid, scope, uc, st (pending | approved |
+ *                                  denied), exp, iv (interval s), last (ms of the last poll), sub, at; TTL device_ttl + 60 s
+ *   hegate:{id}:uc:<user code>    → the sha256 of its device code; TTL device_ttl (deleted when denied or exchanged)
+ *   hegate:{id}:dguess:ip:<addr>, dguess:sub:<sub>   user-code lookups that found nothing (a fixed window)
  *   hegate:{id}:revocations       sorted set "sid:<sid>" / "jti:<jti>" → expiry (+ PUBLISH, see
  *                                  gateway/revocations.h)
  */
@@ -38,6 +42,11 @@
 #define AUTH_RK_CODE AUTH_RK "code:"
 #define AUTH_RK_RT AUTH_RK "rt:"
 #define AUTH_RK_BCLQ AUTH_RK "bclq"
+#define AUTH_RK_DEV AUTH_RK "dev:"
+#define AUTH_RK_UC AUTH_RK "uc:"
+#define AUTH_RK_DGUESS AUTH_RK "dguess:"
+#define AUTH_DEVICE_INTERVAL 5 /* seconds between polls (RFC 8628 §3.2) */
+#define AUTH_DEVICE_GRANT_TYPE "urn:ietf:params:oauth:grant-type:device_code"
 #define AUTH_BCL_JOB_TTL_S "900" /* a job outlives its 10 minutes of retries and a lease */
 
 #define AUTH_CODE_TTL 60
@@ -51,7 +60,7 @@
 
 typedef struct {
     gw_store_script_t login_lookup, login_fail, session_create, code_create, code_redeem, rt_rotate, rt_revoke, revoke, logout,
-        logout_all, consent_save, rt_info, bcl_claim, bcl_report;
+        logout_all, consent_save, rt_info, bcl_claim, bcl_report, device_create, device_lookup, device_poll;
 } auth_scripts_t;
 /* the scripts, hashed at the first call (any thread) */
 const auth_scripts_t *auth_scripts(void);
@@ -118,6 +127,15 @@ SSL_CTX *auth_backchannel_tls_new(const gw_conf_t *conf, char *err, size_t errsz
 /* takes the due jobs now (after a session ended on this thread); B may be NULL */
 void auth_backchannel_kick_thread(auth_backchannel_t *b);
 
+/* ---- device.c ----------------------------------------------------------------------------------- */
+
+/* POST /oauth2/device_authorization; GET /oauth2/device/info and POST /oauth2/device/approve (the app path) */
+void auth_device_authorization_handle(gw_req_t *greq);
+void auth_device_info_handle(gw_req_t *greq);
+void auth_device_approve_handle(gw_req_t *greq);
+/* counts hegate_device_codes_total{result}: issued, approved, denied, exchanged, expired, unknown, limited */
+void auth_device_count(gw_thread_t *thread, const char *result);
+
 /* ---- token.c ------------------------------------------------------------------------------------ */
 
 /* POST /oauth2/token */
@@ -126,7 +144,7 @@ void auth_token_handle(gw_req_t *greq);
 /* Issues an access token for the given claims on GEN's newest token key. malloc'd, or NULL. JTI_OUT
  * (≥ 32 bytes) receives the jti. */
 char *auth_issue_access_token(const gw_gen_t *gen, const char *sub, const char *client_id, const char *scope, const char *sid,
-                              const char *acr, char *jti_out, int64_t *exp_out);
+                              const char *acr, int64_t ttl_s, char *jti_out, int64_t *exp_out);
 /* counts one issued token (hegate_tokens_issued_total{grant}) */
 void auth_count_issued(gw_thread_t *thread, const char *grant);
 
@@ -170,6 +188,8 @@ int auth_strlist_has(const gw_strlist_t *l, const char *s);
 /* 1 if every word of the space-separated SCOPE is in ALLOWED (and SCOPE is well-formed) */
 int auth_scope_subset(const char *scope, const gw_strlist_t *allowed);
 int auth_scope_subset_str(const char *scope, const char *allowed);
+/* every scope of CLIENT, space-separated (in POOL): what a request without `scope` asks for */
+const char *auth_scope_all(h2o_mem_pool_t *pool, const gw_client_conf_t *client);
 
 /* answers (beside gateway.h's JSON and error answers) */
 void auth_send_no_content(gw_req_t *greq);

@@ -25,6 +25,18 @@ const uint8_t *auth_service_data_key(const gw_conf_t *conf)
     return dk;
 }
 
+const char *auth_scope_all(h2o_mem_pool_t *pool, const gw_client_conf_t *client)
+{
+    size_t len = 1;
+    for (size_t i = 0; i != client->scopes.n; ++i)
+        len += strlen(client->scopes.v[i]) + 1;
+    char *all = h2o_mem_alloc_pool(pool, len), *p = all;
+    *p = '\0';
+    for (size_t i = 0; i != client->scopes.n; ++i)
+        p += sprintf(p, "%s%s", i != 0 ? " " : "", client->scopes.v[i]);
+    return all;
+}
+
 int auth_strlist_has(const gw_strlist_t *l, const char *s)
 {
     for (size_t i = 0; i != l->n; ++i)
@@ -154,6 +166,8 @@ void auth_revoke_members(gw_thread_t *thread, const char *const *members, const 
 
 static const char *const userinfo_scopes[] = {"openid", "profile", NULL};
 
+static const char *const device_scopes[] = {"device", NULL};
+
 static gw_endpoint_t oauth_endpoints[] = {
     {.name = "authorize", .path = "authorize", .methods = GW_M_GET | GW_M_POST, .handle = auth_authorize_handle},
     {.name = "token", .path = "token", .methods = GW_M_POST, .handle = auth_token_handle},
@@ -171,6 +185,20 @@ static gw_endpoint_t oauth_endpoints[] = {
      .methods = GW_M_POST,
      .auth = GW_AUTH_BEARER | GW_AUTH_OPTIONAL | GW_AUTH_OWN | GW_AUTH_REVOKED_OK,
      .handle = auth_logout_handle},
+    /* the device grant (SPEC §6.1): the device asks; the resident's app reads and decides */
+    {.name = "device_authorization", .path = "device_authorization", .methods = GW_M_POST, .handle = auth_device_authorization_handle},
+    {.name = "device.info",
+     .path = "device/info",
+     .methods = GW_M_GET,
+     .auth = GW_AUTH_BEARER | GW_AUTH_OWN | GW_AUTH_RESIDENT,
+     .scopes = device_scopes,
+     .handle = auth_device_info_handle},
+    {.name = "device.approve",
+     .path = "device/approve",
+     .methods = GW_M_POST,
+     .auth = GW_AUTH_BEARER | GW_AUTH_OWN | GW_AUTH_RESIDENT,
+     .scopes = device_scopes,
+     .handle = auth_device_approve_handle},
     /* RP-initiated logout: a browser, no token (SPEC §6.2) */
     {.name = "end_session", .path = "end_session", .methods = GW_M_GET | GW_M_POST, .handle = auth_end_session_handle},
     {.name = "logout-all",

@@ -95,7 +95,8 @@ char *auth_issue_id_token(const gw_gen_t *gen, const gw_client_conf_t *client, c
         json_object_set_new(c, "name", json_string(t->name)); /* masked (张*), never the name itself */
     json_object_set_new(c, "acr", json_string(t->acr));
     json_t *amr = json_array();
-    json_array_append_new(amr, json_string("pwd")); /* the password page is the one way to sign in yet */
+    /* RFC 8176: the password page, or (the device grant) approved on a second, signed-in device */
+    json_array_append_new(amr, json_string(strcmp(t->acr, "cross-device") == 0 ? "mca" : "pwd"));
     json_object_set_new(c, "amr", amr);
     json_object_set_new(c, "at_hash", json_string(at_hash));
     if (t->sid != NULL && t->sid[0] != '\0')

@@ -184,6 +184,94 @@ static const char lua_bcl_report[] = "if ARGV[3] == '' then\n"
                                      "end\n"
                                      "return 1\n";
 
+/* ---- the device grant (device.c, token.c; SPEC §6.1) ---- */
+
+/* a new device authorization: KEYS dev:<h>, uc:<user code>; ARGV cid, scope, user code, ttl, exp, interval,
+ * h. 0 when the user code is taken (the caller draws another) */
+static const char lua_device_create[] =
+    "if not redis.call('SET', KEYS[2], ARGV[7], 'NX', 'EX', ARGV[4]) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'cid', ARGV[1], 'scope', ARGV[2], 'uc', ARGV[3], 'st', 'pending', 'exp', ARGV[5], 'iv', ARGV[6], "
+    "'last', '0')\n"
+    "redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]) + 60)\n" /* a little longer than its life: expired_token, not invalid */
+    "return 1\n";
+
+/* Guessing limits of user-code lookups: counters per address and per resident (GK1, GK2) over a fixed
+ * window; a lookup that finds nothing counts. */
+#define LUA_GUESS                                                                                                                  \
+    "local function guess_limited(k1, k2, limit)\n"                                                                                \
+    "  local t = false\n"                                                                                                          \
+    "  for _, k in ipairs({k1, k2}) do\n"                                                                                          \
+    "    if k ~= '' and tonumber(redis.call('GET', k) or '0') >= limit then\n"                                                     \
+    "      local ttl = redis.call('PTTL', k)\n"                                                                                    \
+    "      if not t or ttl > t then t = ttl end\n"                                                                                 \
+    "    end\n"                                                                                                                    \
+    "  end\n"                                                                                                                      \
+    "  return t\n"                                                                                                                 \
+    "end\n"                                                                                                                        \
+    "local function guess_missed(k1, k2, window)\n"                                                                                \
+    "  for _, k in ipairs({k1, k2}) do\n"                                                                                          \
+    "    if k ~= '' and redis.call('INCR', k) == 1 then redis.call('PEXPIRE', k, window) end\n"                                     \
+    "  end\n"                                                                                                                      \
+    "end\n"
+
+/* A resident's lookup of a user code (KEYS uc:<code>): ARGV rk, decision ('' for a look, approve or deny),
+ * sub, now, GK1, GK2, limit, window (ms). {'limited', ms} | {'unknown'} | {'decided'} | {'ok', cid, scope, exp} */
+static const char lua_device_lookup[] = LUA_EXPIRED LUA_GUESS
+    "local now = tonumber(ARGV[4])\n"
+    "local w = guess_limited(ARGV[5], ARGV[6], tonumber(ARGV[7]))\n"
+    "if w then return {'limited', tostring(w)} end\n"
+    "local d = redis.call('GET', KEYS[1])\n"
+    "local h = d and redis.call('HMGET', ARGV[1] .. 'dev:' .. d, 'st', 'exp', 'cid', 'scope') or {}\n"
+    "if not h[1] or expired(h[2], now) or h[1] == 'denied' then\n" /* unknown, expired and finished look alike */
+    "  guess_missed(ARGV[5], ARGV[6], ARGV[8])\n"
+    "  return {'unknown'}\n"
+    "end\n"
+    "if h[1] ~= 'pending' then return {'decided'} end\n"
+    "if ARGV[2] == 'approve' then\n"
+    "  redis.call('HSET', ARGV[1] .. 'dev:' .. d, 'st', 'approved', 'sub', ARGV[3], 'at', ARGV[4])\n"
+    "elseif ARGV[2] == 'deny' then\n"
+    "  redis.call('HSET', ARGV[1] .. 'dev:' .. d, 'st', 'denied')\n"
+    "  redis.call('DEL', KEYS[1])\n" /* a denied code is forgotten at once */
+    "end\n"
+    "return {'ok', h[3], h[4], h[2]}\n";
+
+/* The device's poll (KEYS dev:<h>, rt:<new>): ARGV cid, now (ms), rk, rt ttl, with refresh, fam, new sid,
+ * session ttl, back-channel, now (s). {'invalid'} | {'expired'} | {'denied'} | {'pending'} |
+ * {'slow_down', interval} | {'ok', sub, sid, scope, acr, '', auth_time, name}: approved, exchanged once, the
+ * resident's new session made */
+static const char lua_device_poll[] = LUA_EXPIRED LUA_MASKED_NAME LUA_HASH
+    "local now = tonumber(ARGV[10])\n"
+    "if h['cid'] ~= ARGV[1] then return {'invalid'} end\n"
+    "if expired(h['exp'], now) then\n"
+    "  redis.call('DEL', KEYS[1], ARGV[3] .. 'uc:' .. h['uc'])\n"
+    "  return {'expired'}\n"
+    "end\n"
+    "if h['st'] == 'denied' then redis.call('DEL', KEYS[1]) return {'denied'} end\n"
+    "local nowms = tonumber(ARGV[2])\n"
+    "if h['st'] == 'pending' then\n"
+    "  local iv = tonumber(h['iv'])\n"
+    "  if nowms - tonumber(h['last']) < iv * 1000 then\n"
+    "    iv = iv + 5\n"
+    "    redis.call('HSET', KEYS[1], 'iv', iv, 'last', nowms)\n"
+    "    return {'slow_down', tostring(iv)}\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[1], 'last', nowms)\n"
+    "  return {'pending'}\n"
+    "end\n"
+    "redis.call('DEL', KEYS[1], ARGV[3] .. 'uc:' .. h['uc'])\n"
+    "local sid = ARGV[7]\n"
+    "local sk = ARGV[3] .. 'sess:' .. sid\n"
+    "redis.call('HSET', sk, 'sub', h['sub'], 'acr', 'cross-device', 'at', h['at'], 'exp', now + tonumber(ARGV[8]))\n"
+    "if ARGV[9] == '1' then redis.call('HSET', sk, 'c:' .. h['cid'], '1') end\n"
+    "redis.call('EXPIRE', sk, ARGV[8])\n"
+    "redis.call('SADD', ARGV[3] .. 'usess:' .. h['sub'], sid)\n"
+    "if ARGV[5] == '1' then\n"
+    "  redis.call('HSET', KEYS[2], 'fam', ARGV[6], 'sub', h['sub'], 'sid', sid, 'cid', h['cid'], 'scope', h['scope'], "
+    "'acr', 'cross-device', 'used', '0', 'exp', now + tonumber(ARGV[4]))\n"
+    "  redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
+    "end\n"
+    "return {'ok', h['sub'], sid, h['scope'], 'cross-device', '', h['at'], masked_name(ARGV[3], h['sub'], h['scope'])}\n";
+
 /* /oauth2/introspect of a refresh token (read only): its fields, whether it is dead, its TTL */
 static const char lua_rt_info[] = LUA_EXPIRED LUA_SESS_LIVE
     "local now = tonumber(ARGV[2])\n"
@@ -211,6 +299,9 @@ static void scripts_init(void)
     gw_store_script_init(&scripts.rt_info, lua_rt_info);
     gw_store_script_init(&scripts.bcl_claim, lua_bcl_claim);
     gw_store_script_init(&scripts.bcl_report, lua_bcl_report);
+    gw_store_script_init(&scripts.device_create, lua_device_create);
+    gw_store_script_init(&scripts.device_lookup, lua_device_lookup);
+    gw_store_script_init(&scripts.device_poll, lua_device_poll);
     gw_store_script_init(&scripts.consent_save, "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
                                                 "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
                                                 "return 1\n");

@@ -21,13 +21,13 @@
 /* ---- token issuance (also authorize.c's) ------------------------------------------------------------- */
 
 char *auth_issue_access_token(const gw_gen_t *gen, const char *sub, const char *client_id, const char *scope, const char *sid,
-                              const char *acr, char *jti, int64_t *exp_out)
+                              const char *acr, int64_t ttl_s, char *jti, int64_t *exp_out)
 {
     const gw_conf_t *conf = gen->conf;
     const auth_key_t *key = gen->token_keys != NULL ? auth_keyset_signer(gen->token_keys) : NULL;
     if (key == NULL)
         return NULL;
-    int64_t now = (int64_t)time(NULL), exp = now + (int64_t)(conf->tokens.access_ttl_ms / 1000);
+    int64_t now = (int64_t)time(NULL), exp = now + (ttl_s > 0 ? ttl_s : (int64_t)(conf->tokens.access_ttl_ms / 1000));
     if (jti[0] == '\0')
         auth_random_b64url(jti, 16);
     json_t *c = json_object();
@@ -48,19 +48,23 @@ char *auth_issue_access_token(const gw_gen_t *gen, const char *sub, const char *
     return tok;
 }
 
-static unsigned grant_slots[3];
+static unsigned grant_slots[4];
 static pthread_once_t grant_slots_once = PTHREAD_ONCE_INIT;
 static void grant_slots_init(void)
 {
     grant_slots[0] = gw_metrics_label_slot(GW_MF_TOKENS_ISSUED, "authorization_code");
     grant_slots[1] = gw_metrics_label_slot(GW_MF_TOKENS_ISSUED, "refresh_token");
     grant_slots[2] = gw_metrics_label_slot(GW_MF_TOKENS_ISSUED, "client_credentials");
+    grant_slots[3] = gw_metrics_label_slot(GW_MF_TOKENS_ISSUED, "device_code");
 }
 
 void auth_count_issued(gw_thread_t *thread, const char *grant)
 {
     pthread_once(&grant_slots_once, grant_slots_init);
-    unsigned i = strcmp(grant, "authorization_code") == 0 ? 0 : strcmp(grant, "refresh_token") == 0 ? 1 : 2;
+    unsigned i = strcmp(grant, "authorization_code") == 0 ? 0
+                 : strcmp(grant, "refresh_token") == 0    ? 1
+                 : strcmp(grant, "device_code") == 0      ? 3
+                                                          : 2;
     gw_metrics_count(thread->metrics, GW_MF_TOKENS_ISSUED, grant_slots[i]);
 }
 
@@ -71,6 +75,7 @@ typedef struct {
     const char *sub, *sid, *scope, *acr, *nonce;
     const char *name; /* masked, when the scope holds profile; else "" */
     int64_t auth_time;
+    int64_t ttl_s; /* of the access token; 0: tokens.access_ttl */
     int resident;
 } grant_t;
 
@@ -87,7 +92,7 @@ static void send_tokens(gw_task_t *o, const char *grant, const grant_t *g, const
     auth_cauth_t *c = o->ctx;
     const char *scope = g->scope;
     int64_t exp;
-    char *at = auth_issue_access_token(o->greq->gen, g->sub, c->client->id, scope, g->sid, g->acr, c->jti, &exp);
+    char *at = auth_issue_access_token(o->greq->gen, g->sub, c->client->id, scope, g->sid, g->acr, g->ttl_s, c->jti, &exp);
     char *idt = NULL;
     if (at != NULL && g->resident && auth_scope_subset_str("openid", scope)) {
         auth_id_token_t t = {.sub = g->sub, .sid = g->sid, .acr = g->acr, .nonce = g->nonce, .auth_time = g->auth_time,
@@ -105,7 +110,7 @@ static void send_tokens(gw_task_t *o, const char *grant, const grant_t *g, const
     json_t *doc = json_object();
     json_object_set_new(doc, "access_token", json_string(at));
     json_object_set_new(doc, "token_type", json_string("Bearer"));
-    json_object_set_new(doc, "expires_in", json_integer((json_int_t)(o->greq->gen->conf->tokens.access_ttl_ms / 1000)));
+    json_object_set_new(doc, "expires_in", json_integer((json_int_t)(exp - (int64_t)time(NULL))));
     json_object_set_new(doc, "scope", json_string(scope));
     if (refresh != NULL)
         json_object_set_new(doc, "refresh_token", json_string(refresh));
@@ -275,20 +280,80 @@ static void grant_refresh_token(gw_task_t *o)
     gw_task_eval(o, &auth_scripts()->rt_rotate, on_rt_rotated, 2, 12, args, NULL);
 }
 
+/* ---- the device grant (RFC 8628 §3.4, SPEC §6.1) ---- */
+
+static void on_device_polled(gw_task_t *o, const redisReply *reply, const char *err)
+{
+    auth_cauth_t *c = o->ctx;
+    if (gw_task_store_failed(o, reply, err))
+        return;
+    const char *status = gw_reply_str(reply, 0);
+    if (strcmp(status, "ok") == 0) {
+        const gw_conf_t *conf = o->greq->gen->conf;
+        grant_t g = grant_of_reply(reply);
+        if (c->client->shared_device) { /* a kiosk: a short access token, no refresh token (SPEC §6.1) */
+            uint64_t ttl = conf->tokens.shared_device_ttl_ms < conf->tokens.access_ttl_ms ? conf->tokens.shared_device_ttl_ms
+                                                                                            : conf->tokens.access_ttl_ms;
+            g.ttl_s = (int64_t)(ttl / 1000);
+        }
+        auth_device_count(o->greq->thread, "exchanged");
+        send_tokens(o, "device_code", &g, c->rt[0] != '\0' ? c->rt : NULL);
+        return;
+    }
+    if (strcmp(status, "pending") == 0) {
+        gw_oauth_error(o->greq, 400, "authorization_pending", "the resident has not decided yet");
+    } else if (strcmp(status, "slow_down") == 0) {
+        gw_oauth_error(o->greq, 400, "slow_down", "polling too fast: the interval grew by 5 seconds");
+    } else if (strcmp(status, "denied") == 0) {
+        gw_oauth_error(o->greq, 400, "access_denied", "the resident denied the request");
+    } else if (strcmp(status, "expired") == 0) {
+        auth_device_count(o->greq->thread, "expired");
+        gw_oauth_error(o->greq, 400, "expired_token", "the device code expired");
+    } else {
+        gw_oauth_error(o->greq, 400, "invalid_grant", "the device code is invalid, used or not yours");
+    }
+}
+
+static void grant_device_code(gw_task_t *o)
+{
+    auth_cauth_t *c = o->ctx;
+    const gw_conf_t *conf = o->greq->gen->conf;
+    const char *dc = auth_form_get(&c->form, "device_code");
+    if (dc == NULL || strlen(dc) > 256) {
+        gw_oauth_error(o->greq, 400, "invalid_request", "device_code is required");
+        return;
+    }
+    char dev_key[128], rt_key[128], rt_ttl[24], sess_ttl[24], now_ms[24], now_s[24], dc_hash[65], sid[32];
+    auth_sha256_hex(dc, strlen(dc), dc_hash);
+    snprintf(dev_key, sizeof(dev_key), AUTH_RK_DEV "%s", dc_hash);
+    int with_refresh = !c->client->shared_device && auth_strlist_has(&c->client->grants, "refresh_token");
+    auth_random_b64url(c->fam, 16);
+    auth_random_b64url(sid, 16);
+    c->rt[0] = '\0';
+    if (with_refresh) {
+        auth_random_b64url(c->rt, 32);
+        auth_sha256_hex(c->rt, strlen(c->rt), c->new_rt_hash);
+    }
+    snprintf(rt_key, sizeof(rt_key), AUTH_RK_RT "%s", with_refresh ? c->new_rt_hash : "-");
+    snprintf(rt_ttl, sizeof(rt_ttl), "%llu", (unsigned long long)(conf->tokens.refresh_ttl_ms / 1000));
+    uint64_t st = c->client->shared_device ? conf->tokens.shared_device_ttl_ms : conf->tokens.session_ttl_ms;
+    snprintf(sess_ttl, sizeof(sess_ttl), "%llu", (unsigned long long)(st / 1000 > 0 ? st / 1000 : 1));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(now_ms, sizeof(now_ms), "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    snprintf(now_s, sizeof(now_s), "%lld", (long long)ts.tv_sec);
+    c->jti[0] = '\0';
+    const char *args[] = {dev_key, rt_key, c->client->id, now_ms, AUTH_RK, rt_ttl, with_refresh ? "1" : "0", c->fam, sid, sess_ttl,
+                          c->client->backchannel_logout_uri != NULL ? "1" : "0", now_s};
+    gw_task_eval(o, &auth_scripts()->device_poll, on_device_polled, 2, 12, args, NULL);
+}
+
 static void grant_client_credentials(gw_task_t *o)
 {
     auth_cauth_t *c = o->ctx;
     const char *scope = auth_form_get(&c->form, "scope");
-    char all[1024] = "";
     if (scope == NULL) {
-        for (size_t i = 0; i != c->client->scopes.n; ++i) {
-            if (strlen(all) + strlen(c->client->scopes.v[i]) + 2 >= sizeof(all))
-                break;
-            if (i != 0)
-                strcat(all, " ");
-            strcat(all, c->client->scopes.v[i]);
-        }
-        scope = all;
+        scope = auth_scope_all(&o->greq->req->pool, c->client);
     } else if (!auth_scope_subset(scope, &c->client->scopes)) {
         gw_oauth_error(o->greq, 400, "invalid_scope", "the requested scope is not allowed for this client");
         return;
@@ -306,8 +371,10 @@ static void token_after_auth(gw_task_t *o, const gw_client_conf_t *client)
         gw_oauth_error(o->greq, 400, "invalid_request", "grant_type is required");
         return;
     }
+    if (strcmp(grant, AUTH_DEVICE_GRANT_TYPE) == 0)
+        grant = "device_code"; /* as clients' `grants` name it */
     if (strcmp(grant, "authorization_code") != 0 && strcmp(grant, "refresh_token") != 0 &&
-        strcmp(grant, "client_credentials") != 0) {
+        strcmp(grant, "client_credentials") != 0 && strcmp(grant, "device_code") != 0) {
         gw_oauth_error(o->greq, 400, "unsupported_grant_type", "the grant type is not supported");
         return;
     }
@@ -320,6 +387,8 @@ static void token_after_auth(gw_task_t *o, const gw_client_conf_t *client)
         grant_authorization_code(o);
     else if (strcmp(grant, "refresh_token") == 0)
         grant_refresh_token(o);
+    else if (strcmp(grant, "device_code") == 0)
+        grant_device_code(o);
     else
         grant_client_credentials(o);
 }

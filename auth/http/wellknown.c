@@ -60,13 +60,14 @@ static void send_discovery(gw_req_t *greq)
 {
     const gw_conf_t *conf = greq->gen->conf;
     static const char *const response_types[] = {"code", NULL};
-    static const char *const grants[] = {"authorization_code", "refresh_token", "client_credentials", NULL};
+    static const char *const grants[] = {"authorization_code", "refresh_token", "client_credentials",
+                                         "urn:ietf:params:oauth:grant-type:device_code", NULL}; /* token.c */
     static const char *const pkce[] = {"S256", NULL};
     static const char *const auth_methods[] = {"none", "client_secret_basic", NULL};
     static const char *const confidential_methods[] = {"client_secret_basic", NULL};
     static const char *const algs[] = {"ES256", NULL};
     static const char *const subjects[] = {"public", "pairwise", NULL};
-    static const char *const acrs[] = {"pwd", NULL};
+    static const char *const acrs[] = {"pwd", "cross-device", NULL};
     static const char *const prompts[] = {"none", "login", NULL}; /* authorize.c */
     /* what ID tokens and userinfo carry (oidc.c, session.c) */
     static const char *const claims[] = {"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "acr", "amr",
@@ -79,6 +80,7 @@ static void send_discovery(gw_req_t *greq)
     json_object_set_new(doc, "revocation_endpoint", endpoint(conf, "/oauth2/revoke"));
     json_object_set_new(doc, "introspection_endpoint", endpoint(conf, "/oauth2/introspect"));
     json_object_set_new(doc, "userinfo_endpoint", endpoint(conf, "/oauth2/userinfo"));
+    json_object_set_new(doc, "device_authorization_endpoint", endpoint(conf, "/oauth2/device_authorization")); /* device.c */
     json_object_set_new(doc, "end_session_endpoint", endpoint(conf, "/oauth2/end_session"));
     json_object_set_new(doc, "backchannel_logout_supported", json_true()); /* backchannel.c */
     json_object_set_new(doc, "backchannel_logout_session_supported", json_true());

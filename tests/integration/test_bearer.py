@@ -73,7 +73,8 @@ def test_discovery_document(gw):
     assert d["authorization_endpoint"] == ISS + "/oauth2/authorize"
     assert d["token_endpoint"] == ISS + "/oauth2/token"
     assert d["code_challenge_methods_supported"] == ["S256"]
-    assert set(d["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
+    assert set(d["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials",
+                                               "urn:ietf:params:oauth:grant-type:device_code"}
     assert "client_secret_basic" in d["token_endpoint_auth_methods_supported"]
     assert get(g, "/.well-known/oauth-authorization-server").json() == d
     r = httpx.post(g.http + "/.well-known/jwks.json", trust_env=False)

@@ -146,7 +146,7 @@ def test_discovery_lists_what_is_implemented(op):
     with g.client(http2=True) as c:
         d = c.get(g.https + "/.well-known/openid-configuration").json()
     assert d["subject_types_supported"] == ["public", "pairwise"]
-    assert d["id_token_signing_alg_values_supported"] == ["ES256"] and d["acr_values_supported"] == ["pwd"]
+    assert d["id_token_signing_alg_values_supported"] == ["ES256"] and d["acr_values_supported"] == ["pwd", "cross-device"]
     assert {"nonce", "auth_time", "at_hash", "sid", "acr", "amr", "azp"} <= set(d["claims_supported"])
     assert d["prompt_values_supported"] == ["none", "login"]
     assert d["end_session_endpoint"] == "https://hegate.test/oauth2/end_session"

@@ -219,23 +219,29 @@ void auth_device_info_handle(gw_req_t *greq)
     lookup(greq, uc, uc != NULL ? strlen(uc) : 0, "");
 }
 
+int auth_device_decision_parse(const char *body, size_t len, char user_code[AUTH_USER_CODE_LEN + 1], const char **decision)
+{
+    json_t *doc = len <= 4096 ? auth_json_parse_object(body, len, 2) : NULL;
+    json_t *uc = json_object_get(doc, "user_code"), *dec = json_object_get(doc, "decision");
+    const char *d = json_is_string(dec) ? json_string_value(dec) : "";
+    int r = json_is_string(uc) && auth_user_code_normalize(json_string_value(uc), json_string_length(uc), user_code) == 0 &&
+                    (strcmp(d, "approve") == 0 || strcmp(d, "deny") == 0)
+                ? 0
+                : -1;
+    *decision = r == 0 && strcmp(d, "approve") == 0 ? "approve" : "deny"; /* static strings: DOC is freed here */
+    json_decref(doc);
+    return r;
+}
+
 void auth_device_approve_handle(gw_req_t *greq)
 {
     h2o_req_t *req = greq->req;
-    json_t *body = req->entity.len <= 4096 ? auth_json_parse_object(req->entity.base, req->entity.len, 2) : NULL;
-    json_t *uc = body != NULL ? json_object_get(body, "user_code") : NULL, *dec = body != NULL ? json_object_get(body, "decision") : NULL;
-    const char *decision = json_is_string(dec) ? json_string_value(dec) : "";
-    if (!json_is_string(uc) || (strcmp(decision, "approve") != 0 && strcmp(decision, "deny") != 0)) {
-        json_decref(body);
+    char uc[AUTH_USER_CODE_LEN + 1];
+    const char *decision;
+    if (auth_device_decision_parse(req->entity.base != NULL ? req->entity.base : "", req->entity.len, uc, &decision) != 0) {
         gw_problem_send(greq, 400, "bad-request", "Bad Request",
                         "the body must be {\"user_code\": \"XXXX-XXXX\", \"decision\": \"approve\" | \"deny\"}");
         return;
     }
-    const char *d = strcmp(decision, "approve") == 0 ? "approve" : "deny"; /* static: the body is freed below */
-    char code[64];
-    size_t len = json_string_length(uc) < sizeof(code) ? json_string_length(uc) : sizeof(code) - 1;
-    memcpy(code, json_string_value(uc), len);
-    code[len] = '\0';
-    json_decref(body);
-    lookup(greq, h2o_strdup(&req->pool, code, len).base, len, d);
+    lookup(greq, h2o_strdup(&req->pool, uc, SIZE_MAX).base, AUTH_USER_CODE_LEN, decision);
 }

@@ -124,6 +124,12 @@ int auth_user_code_new(char out[AUTH_USER_CODE_LEN + 1]);
  * and spaces anywhere ignored, exactly 8 letters. 0, or -1 (not a user code). */
 int auth_user_code_normalize(const char *in, size_t len, char out[AUTH_USER_CODE_LEN + 1]);
 
+/* ---- device.c ----------------------------------------------------------------------------------- */
+
+/* The body of POST /oauth2/device/approve, {"user_code": ..., "decision": "approve" | "deny"} (≤ 4 KiB, one
+ * JSON object): 0 with the canonical USER_CODE and DECISION (a static string), or -1. */
+int auth_device_decision_parse(const char *body, size_t len, char user_code[AUTH_USER_CODE_LEN + 1], const char **decision);
+
 /* ---- authorize.c -------------------------------------------------------------------------------- */
 
 /* GET/POST /oauth2/authorize (called by oauth.c's dispatch). */

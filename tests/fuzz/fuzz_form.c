@@ -1,8 +1,8 @@
 /*
  * tests/fuzz/fuzz_form.c — libFuzzer target for what the sign-in service parses from a client:
  * application/x-www-form-urlencoded bodies and queries, `Authorization: Basic`, and cookies
- * (auth/http/form.c), the OpenID parameters of an authorization request (auth/http/oidc.c) and typed user
- * codes (auth/http/usercode.c). Any bytes end in a parse or a refusal, never in a crash, a hang or a leak.
+ * (auth/http/form.c), the OpenID parameters of an authorization request (auth/http/oidc.c), typed user
+ * codes (auth/http/usercode.c) and the app's device decisions (auth/http/device.c). Any bytes end in a parse or a refusal, never in a crash, a hang or a leak.
  */
 #include <string.h>
 #include "gateway/gateway.h"
@@ -21,6 +21,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     }
     char user_code[AUTH_USER_CODE_LEN + 1]; /* a typed user code (the device grant) */
     if (auth_user_code_normalize((const char *)data, size, user_code) == 0 && strlen(user_code) != AUTH_USER_CODE_LEN)
+        __builtin_trap();
+    const char *decision; /* the app's decision on a device code (JSON) */
+    if (auth_device_decision_parse((const char *)data, size, user_code, &decision) == 0 && decision[0] == '\0')
         __builtin_trap();
     /* the same bytes as an Authorization header value and as a Cookie header */
     h2o_req_t req;

@@ -2,7 +2,9 @@
  * auth/http/device.c — scan to sign in (扫码登录; SPEC §6.1, RFC 8628): the device authorization a kiosk or
  * the PC portal asks for (POST /oauth2/device_authorization), and the city app's side of it: reading what a
  * scanned user code asks (GET /oauth2/device/info) and deciding it (POST /oauth2/device/approve), with the
- * resident's own token (scope device). The device's polls are a grant of the token endpoint (token.c).
+ * resident's own token (scope device); and what the kiosk shows, GET /oauth2/device/qr.png|.svg (the
+ * verification_uri_complete of a pending code, rendered by qr/). The device's polls are a grant of the
+ * token endpoint (token.c).
  *
  * State lives in Redis (internal.h: dev:, uc:), so a code shown through one node is decided through a second
  * and polled through a third. A user-code lookup that finds nothing counts against the guessing limit of
@@ -17,7 +19,9 @@
 #include <string.h>
 #include <time.h>
 #include "auth/http/internal.h"
+#include "qr/qr.h"
 
+#define QR_SCALE 8 /* pixels per module of the kiosk's image */
 #define GUESS_LIMIT_DEFAULT 5
 #define GUESS_WINDOW_DEFAULT_MS 60000
 
@@ -115,8 +119,42 @@ void auth_device_authorization_handle(gw_req_t *greq)
 /* ---- the app path: GET /oauth2/device/info, POST /oauth2/device/approve ------------------------------- */
 
 typedef struct {
-    const char *decision; /* "" (info), "approve", "deny" */
+    const char *decision; /* "" (info, an image), "approve", "deny" */
+    enum { AS_INFO, AS_PNG, AS_SVG } as;
+    char user_code[AUTH_USER_CODE_LEN + 1];
 } lookup_t;
+
+/* the kiosk's image: the verification_uri_complete of L's pending code */
+static void send_qr(gw_req_t *greq, const lookup_t *l)
+{
+    h2o_req_t *req = greq->req;
+    char uri[1200];
+    int n = snprintf(uri, sizeof(uri), "%s/oauth2/device?user_code=%s", greq->gen->conf->issuer, l->user_code);
+    qr_matrix_t m;
+    uint8_t *img = NULL;
+    size_t len = 0;
+    int rc = -1;
+    if (n > 0 && (size_t)n < sizeof(uri) && qr_matrix_encode(uri, (size_t)n, &m) == 0) {
+        rc = l->as == AS_PNG ? qr_render_png_alloc(&m, QR_SCALE, &img, &len) : qr_render_svg_alloc(&m, QR_SCALE, (char **)&img, &len);
+        qr_matrix_free(&m);
+    }
+    if (rc != 0) {
+        gw_problem_send(greq, 500, "internal", "Internal Server Error", "the image cannot be rendered");
+        return;
+    }
+    req->res.status = 200;
+    req->res.reason = "OK";
+    if (l->as == AS_PNG)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("image/png"));
+    else
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("image/svg+xml"));
+    gw_add_no_store(req);
+    gw_req_add_common_headers(greq);
+    req->res.content_length = len;
+    h2o_iovec_t body = h2o_strdup(&req->pool, (const char *)img, len);
+    free(img);
+    h2o_send_inline(req, body.base, body.len);
+}
 
 static void send_no_content_204(gw_req_t *greq)
 {
@@ -144,7 +182,7 @@ static void on_looked_up(gw_task_t *o, const redisReply *reply, const char *err)
         gw_problem_send(greq, 429, "too-many-requests", "Too Many Requests", "too many unknown user codes; try again later");
         return;
     }
-    if (strcmp(status, "decided") == 0) {
+    if (strcmp(status, "decided") == 0 && l->as == AS_INFO) {
         gw_problem_send(greq, 409, "conflict", "Conflict", "this code has been decided already");
         return;
     }
@@ -157,6 +195,10 @@ static void on_looked_up(gw_task_t *o, const redisReply *reply, const char *err)
     if (l->decision[0] != '\0') {
         auth_device_count(greq->thread, strcmp(l->decision, "approve") == 0 ? "approved" : "denied");
         send_no_content_204(greq);
+        return;
+    }
+    if (l->as != AS_INFO) {
+        send_qr(greq, l);
         return;
     }
     json_t *doc = json_object(), *scopes = json_array();
@@ -177,8 +219,9 @@ static void on_looked_up(gw_task_t *o, const redisReply *reply, const char *err)
     auth_send_json_doc(greq, 200, doc);
 }
 
-/* looks USER_CODE up for the resident of GREQ's token (deciding it when DECISION is not "") */
-static void lookup(gw_req_t *greq, const char *user_code, size_t len, const char *decision)
+/* looks USER_CODE up — for the resident of GREQ's token, deciding it when DECISION is not "", or (AS an
+ * image) for anybody: then only the address's guesses count */
+static void lookup(gw_req_t *greq, const char *user_code, size_t len, const char *decision, int as)
 {
     const gw_conf_t *conf = greq->gen->conf;
     char uc[AUTH_USER_CODE_LEN + 1];
@@ -193,19 +236,25 @@ static void lookup(gw_req_t *greq, const char *user_code, size_t len, const char
     gw_task_t *o = gw_task_new(greq);
     lookup_t *l = h2o_mem_alloc_pool(&greq->req->pool, sizeof(*l));
     l->decision = decision;
+    l->as = as;
+    memcpy(l->user_code, uc, sizeof(uc));
     o->ctx = l;
     char uc_key[64], gk_ip[160], gk_sub[200], now[24], lim[24], win[24];
     snprintf(uc_key, sizeof(uc_key), AUTH_RK_UC "%s", uc);
     snprintf(gk_ip, sizeof(gk_ip), AUTH_RK_DGUESS "ip:%s", greq->peer);
-    snprintf(gk_sub, sizeof(gk_sub), AUTH_RK_DGUESS "sub:%s", greq->claims->sub);
+    if (greq->claims != NULL)
+        snprintf(gk_sub, sizeof(gk_sub), AUTH_RK_DGUESS "sub:%s", greq->claims->sub);
+    else
+        gk_sub[0] = '\0'; /* nobody signed in: the address alone */
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     snprintf(lim, sizeof(lim), "%llu", (unsigned long long)limit);
     snprintf(win, sizeof(win), "%llu", (unsigned long long)window);
-    const char *args[] = {uc_key, AUTH_RK, decision, greq->claims->sub, now, gk_ip, gk_sub, lim, win};
+    const char *args[] = {uc_key, AUTH_RK, decision, greq->claims != NULL ? greq->claims->sub : "", now, gk_ip, gk_sub, lim, win};
     gw_task_eval(o, &auth_scripts()->device_lookup, on_looked_up, 1, 9, args, NULL);
 }
 
-void auth_device_info_handle(gw_req_t *greq)
+/* the user_code of GREQ's query, for lookup AS */
+static void lookup_query(gw_req_t *greq, int as)
 {
     h2o_req_t *req = greq->req;
     auth_form_t form;
@@ -216,7 +265,22 @@ void auth_device_info_handle(gw_req_t *greq)
         return;
     }
     const char *uc = auth_form_get(&form, "user_code");
-    lookup(greq, uc, uc != NULL ? strlen(uc) : 0, "");
+    lookup(greq, uc, uc != NULL ? strlen(uc) : 0, "", as);
+}
+
+void auth_device_info_handle(gw_req_t *greq)
+{
+    lookup_query(greq, AS_INFO);
+}
+
+void auth_device_qr_png_handle(gw_req_t *greq)
+{
+    lookup_query(greq, AS_PNG);
+}
+
+void auth_device_qr_svg_handle(gw_req_t *greq)
+{
+    lookup_query(greq, AS_SVG);
 }
 
 int auth_device_decision_parse(const char *body, size_t len, char user_code[AUTH_USER_CODE_LEN + 1], const char **decision)
@@ -243,5 +307,5 @@ void auth_device_approve_handle(gw_req_t *greq)
                         "the body must be {\"user_code\": \"XXXX-XXXX\", \"decision\": \"approve\" | \"deny\"}");
         return;
     }
-    lookup(greq, h2o_strdup(&req->pool, uc, SIZE_MAX).base, AUTH_USER_CODE_LEN, decision);
+    lookup(greq, h2o_strdup(&req->pool, uc, SIZE_MAX).base, AUTH_USER_CODE_LEN, decision, AS_INFO);
 }

@@ -133,6 +133,9 @@ void auth_backchannel_kick_thread(auth_backchannel_t *b);
 void auth_device_authorization_handle(gw_req_t *greq);
 void auth_device_info_handle(gw_req_t *greq);
 void auth_device_approve_handle(gw_req_t *greq);
+/* GET /oauth2/device/qr.png, qr.svg ?user_code= (public: what the kiosk shows) */
+void auth_device_qr_png_handle(gw_req_t *greq);
+void auth_device_qr_svg_handle(gw_req_t *greq);
 /* counts hegate_device_codes_total{result}: issued, approved, denied, exchanged, expired, unknown, limited */
 void auth_device_count(gw_thread_t *thread, const char *result);
 

@@ -241,3 +241,28 @@ def test_check_refuses_bad_device_config(gateway, hegate_bin):
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert "grant device_code needs a name" in out and "tokens.device_ttl must be at most 10m" in out, out
+
+
+def test_the_kiosks_qr_code_is_what_the_phone_scans(dv, tmp_path):
+    """The kiosk shows the PNG; the test decodes it with zbarimg (a phone camera's job), the app takes the
+    user_code out of the URL and approves through another node."""
+    g1, g2, g3 = dv["g"]
+    a = ask(g1).json()
+    with g2.client(http2=True) as c:
+        png = c.get(g2.https + "/oauth2/device/qr.png", params={"user_code": a["user_code"]})
+        svg = c.get(g2.https + "/oauth2/device/qr.svg", params={"user_code": a["user_code"].lower()})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png" and "no-store" in png.headers["cache-control"]
+    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml" and svg.text.lstrip().startswith("<")
+    p = tmp_path / "kiosk.png"
+    p.write_bytes(png.content)
+    z = subprocess.run(["zbarimg", "--raw", "-q", str(p)], capture_output=True, timeout=30)
+    assert z.returncode == 0, z.stderr
+    url = z.stdout.decode().strip()
+    assert url == a["verification_uri_complete"], url
+    user_code = url.split("user_code=", 1)[1]
+    app = app_token(g3, dv["phone"], dv["password"])
+    assert decide(g3, app["access_token"], user_code).status_code == 204
+    with g1.client(http2=True) as c:  # decided: the image is gone (404, as for an unknown code)
+        r = c.get(g1.https + "/oauth2/device/qr.png", params={"user_code": a["user_code"]})
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+        assert c.get(g1.https + "/oauth2/device/qr.png", params={"user_code": "nope"}).status_code == 400

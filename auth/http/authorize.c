@@ -7,7 +7,11 @@
  * form for third-party clients (remembered per user and client), and finally a single-use code
  * (≤ 60 s, bound to client, redirect_uri and code_challenge) in a 302 to redirect_uri.
  *
- * The /oauth2 family's authorize endpoint (oauth.c's table; the pipeline calls it). Errors before the redirect_uri is trusted are HTML pages, never
+ * The same sign-in serves the device page, GET|POST /oauth2/device (SPEC §6.1): a typed or scanned user
+ * code, the browser's session (or the sign-in form), then what the device asks, with Approve / Deny
+ * (CSRF-checked; decided through device.c's lookup, which counts failed lookups against guessing).
+ *
+ * The /oauth2 family's authorize and device endpoints (oauth.c's table; the pipeline calls them). Errors before the redirect_uri is trusted are HTML pages, never
  * redirects; later ones go back to the client as error=... Nothing here logs.
  */
 #include <pthread.h>
@@ -31,6 +35,10 @@ typedef struct {
     int consented;
     char code[64];
     auth_oidc_request_t oidc; /* prompt, max_age (SPEC §6.2), of the GET request only: the forms do not carry them */
+    /* the device page (/oauth2/device, SPEC §6.1): the same sign-in, then the device's code instead of a client's */
+    int device;
+    char user_code[AUTH_USER_CODE_LEN + 1];
+    const char *decision; /* "approve" | "deny" from its form, or NULL: show what the code asks */
 } az_t;
 
 static int is_b64url(const char *s, size_t min, size_t max)
@@ -217,7 +225,9 @@ static void show_signin(gw_task_t *o, int status, const char *error)
     }
     if (status == 429)
         h2o_add_header(&o->greq->req->pool, &o->greq->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("900"));
-    auth_page_send(o->greq, status, auth_page_signin(&o->greq->req->pool, &az->p, az->csrf, error, az->client->id));
+    auth_page_send(o->greq, status,
+                   auth_page_signin(&o->greq->req->pool, &az->p, az->csrf, error,
+                                    az->client != NULL ? az->client->id : "设备登录 Device sign-in"));
 }
 
 static void show_consent(gw_task_t *o)
@@ -288,10 +298,16 @@ static void on_consent_read(gw_task_t *o, const redisReply *reply, const char *e
         show_consent(o);
 }
 
-/* signed in as AZ->sub / AZ->sid: consent if needed, then the code */
+static void device_signed_in(gw_task_t *o);
+
+/* signed in as AZ->sub / AZ->sid: consent if needed, then the code (the device page: the device's code) */
 static void with_session(gw_task_t *o)
 {
     az_t *az = o->ctx;
+    if (az->device) {
+        device_signed_in(o);
+        return;
+    }
     char key[200];
     snprintf(key, sizeof(key), AUTH_RK_CONSENT "%s", az->sub);
     char *k = h2o_strdup(&o->greq->req->pool, key, SIZE_MAX).base;
@@ -365,6 +381,59 @@ static void check_session(gw_task_t *o)
     snprintf(key, sizeof(key), AUTH_RK_SESS "%s", sid);
     const char *argv[] = {"HMGET", h2o_strdup(&req->pool, key, SIZE_MAX).base, "sub", "ck", "acr", "exp", "at"};
     gw_task_command(o, on_session_read, 7, argv, NULL);
+}
+
+/* ---- the device page (SPEC §6.1) ----------------------------------------------------------------- */
+
+static void device_page(gw_task_t *o, int status, h2o_iovec_t body)
+{
+    az_t *az = o->ctx;
+    if (az->set_cookie != NULL) /* signed in just now */
+        h2o_add_header(&o->greq->req->pool, &o->greq->req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, az->set_cookie,
+                       strlen(az->set_cookie));
+    auth_page_send(o->greq, status, body);
+}
+
+static void on_device_looked_up(gw_task_t *o, const redisReply *reply, const char *err)
+{
+    az_t *az = o->ctx;
+    h2o_req_t *req = o->greq->req;
+    if (store_failed_page(o, reply, err))
+        return;
+    const char *status = gw_reply_str(reply, 0);
+    const gw_client_conf_t *client = strcmp(status, "ok") == 0 ? gw_conf_client(o->greq->gen->conf, gw_reply_str(reply, 1)) : NULL;
+    if (strcmp(status, "limited") == 0) {
+        long long ms = strtoll(gw_reply_str(reply, 1), NULL, 10);
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%lld", ms > 0 ? (ms + 999) / 1000 : 1);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, ra, SIZE_MAX).base, strlen(ra));
+        auth_device_count(o->greq->thread, "limited");
+        device_page(o, 429, auth_page_error(&req->pool, "尝试次数过多 Too many attempts", "请稍后再试。Please try again later."));
+    } else if (strcmp(status, "decided") == 0) {
+        device_page(o, 409, auth_page_error(&req->pool, "已处理 Already decided", "这个代码已被处理。This code has been decided already."));
+    } else if (client == NULL) {
+        auth_device_count(o->greq->thread, "unknown");
+        device_page(o, 404, auth_page_device_code(&req->pool, "代码无效或已过期。The code is not valid or has expired."));
+    } else if (az->decision != NULL) {
+        int approve = strcmp(az->decision, "approve") == 0;
+        auth_device_count(o->greq->thread, approve ? "approved" : "denied");
+        device_page(o, 200, approve ? auth_page_error(&req->pool, "已批准 Approved", "请回到设备，它正在登录。Go back to the device: it is signing in.")
+                                    : auth_page_error(&req->pool, "已拒绝 Denied", "设备不会登录。The device will not be signed in."));
+    } else if ((az->csrf = auth_csrf_token(o->greq)) == NULL) {
+        send_error_page(o->greq, 503, "暂时无法登录 Sign-in unavailable", "Please try again later.");
+    } else {
+        long left = (long)(strtoll(gw_reply_str(reply, 3), NULL, 10) - (long long)time(NULL));
+        device_page(o, 200,
+                    auth_page_device_approve(&req->pool, az->user_code, az->csrf, client->name != NULL ? client->name : client->id,
+                                             client->description, gw_reply_str(reply, 2), left > 0 ? (left + 59) / 60 : 1));
+    }
+}
+
+/* signed in: what the code asks (or, from the page's form, its decision) */
+static void device_signed_in(gw_task_t *o)
+{
+    az_t *az = o->ctx;
+    auth_device_lookup(o, az->user_code, az->decision != NULL ? az->decision : "", az->sub, on_device_looked_up);
 }
 
 /* ---- sign-in ------------------------------------------------------------------------------------- */
@@ -585,6 +654,51 @@ void auth_authorize_handle(gw_req_t *greq)
     continue_post(o);
 }
 
+void auth_device_page_handle(gw_req_t *greq)
+{
+    h2o_req_t *req = greq->req;
+    gw_task_t *o = gw_task_new(greq);
+    az_t *az = h2o_mem_alloc_pool(&req->pool, sizeof(*az));
+    memset(az, 0, sizeof(*az));
+    o->ctx = az;
+    az->device = 1;
+    az->oidc.max_age = -1; /* no max_age: any live session counts */
+    int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    const char *text = "";
+    size_t len = 0;
+    if (post) {
+        if (!auth_form_content_type_ok(req) || req->entity.len > AUTH_FORM_MAX_BYTES) {
+            send_error_page(greq, 400, "无法登录 Cannot sign in", "The form is malformed.");
+            return;
+        }
+        text = req->entity.base != NULL ? req->entity.base : "", len = req->entity.len;
+    } else if (req->query_at != SIZE_MAX) {
+        text = req->path.base + req->query_at + 1, len = req->path.len - req->query_at - 1;
+    }
+    if (auth_form_parse(&req->pool, text, len, &az->form) != 0) {
+        send_error_page(greq, 400, "无法登录 Cannot sign in", "The request is malformed.");
+        return;
+    }
+    const char *uc = auth_form_get(&az->form, "user_code");
+    if (uc == NULL && !post) { /* no code yet: the form to type it */
+        auth_page_send(greq, 200, auth_page_device_code(&req->pool, NULL));
+        return;
+    }
+    if (uc == NULL || auth_user_code_normalize(uc, strlen(uc), az->user_code) != 0) {
+        auth_page_send(greq, 400, auth_page_device_code(&req->pool, "请输入8个字母的代码。Enter the 8-letter code (XXXX-XXXX)."));
+        return;
+    }
+    az->p.user_code = az->user_code;
+    if (!post) {
+        check_session(o);
+        return;
+    }
+    const char *action = auth_form_get(&az->form, "action");
+    if (action != NULL && strcmp(action, "signin") == 0 && check_login_limit(o))
+        return;
+    continue_post(o);
+}
+
 /* a valid POST of the sign-in or consent form, once the `login` policy (if any) let it through */
 static void continue_post(gw_task_t *o)
 {
@@ -599,6 +713,13 @@ static void continue_post(gw_task_t *o)
     }
     if (action != NULL && strcmp(action, "signin") == 0) {
         signin(o);
+    } else if (az->device) {
+        if (action == NULL || (strcmp(action, "approve") != 0 && strcmp(action, "deny") != 0)) {
+            send_error_page(greq, 400, "无法登录 Cannot sign in", "The form is malformed.");
+            return;
+        }
+        az->decision = strcmp(action, "approve") == 0 ? "approve" : "deny";
+        check_session(o); /* signed in? (else the sign-in page, then this page again to decide) */
     } else if (action != NULL && strcmp(action, "consent") == 0) {
         az->consented = 1;
         check_session(o);

@@ -156,6 +156,26 @@ static void send_qr(gw_req_t *greq, const lookup_t *l)
     h2o_send_inline(req, body.base, body.len);
 }
 
+void auth_device_lookup(gw_task_t *o, const char *uc, const char *decision, const char *sub, gw_task_store_cb cb)
+{
+    gw_req_t *greq = o->greq;
+    const gw_conf_t *conf = greq->gen->conf;
+    uint64_t limit = GUESS_LIMIT_DEFAULT, window = GUESS_WINDOW_DEFAULT_MS;
+    for (size_t i = 0; i != conf->num_rate_limits; ++i)
+        if (strcmp(conf->rate_limits[i].name, "device") == 0)
+            limit = conf->rate_limits[i].limit, window = conf->rate_limits[i].window_ms;
+    char uc_key[64], gk_ip[160], gk_sub[200] = "", now[24], lim[24], win[24];
+    snprintf(uc_key, sizeof(uc_key), AUTH_RK_UC "%s", uc);
+    snprintf(gk_ip, sizeof(gk_ip), AUTH_RK_DGUESS "ip:%s", greq->peer);
+    if (sub != NULL) /* nobody signed in: the address alone */
+        snprintf(gk_sub, sizeof(gk_sub), AUTH_RK_DGUESS "sub:%s", sub);
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    snprintf(lim, sizeof(lim), "%llu", (unsigned long long)limit);
+    snprintf(win, sizeof(win), "%llu", (unsigned long long)window);
+    const char *args[] = {uc_key, AUTH_RK, decision, sub != NULL ? sub : "", now, gk_ip, gk_sub, lim, win};
+    gw_task_eval(o, &auth_scripts()->device_lookup, cb, 1, 9, args, NULL);
+}
+
 static void send_no_content_204(gw_req_t *greq)
 {
     h2o_req_t *req = greq->req;
@@ -223,34 +243,18 @@ static void on_looked_up(gw_task_t *o, const redisReply *reply, const char *err)
  * image) for anybody: then only the address's guesses count */
 static void lookup(gw_req_t *greq, const char *user_code, size_t len, const char *decision, int as)
 {
-    const gw_conf_t *conf = greq->gen->conf;
     char uc[AUTH_USER_CODE_LEN + 1];
     if (user_code == NULL || auth_user_code_normalize(user_code, len, uc) != 0) {
         gw_problem_send(greq, 400, "bad-request", "Bad Request", "user_code must be a user code (XXXX-XXXX)");
         return;
     }
-    uint64_t limit = GUESS_LIMIT_DEFAULT, window = GUESS_WINDOW_DEFAULT_MS;
-    for (size_t i = 0; i != conf->num_rate_limits; ++i)
-        if (strcmp(conf->rate_limits[i].name, "device") == 0)
-            limit = conf->rate_limits[i].limit, window = conf->rate_limits[i].window_ms;
     gw_task_t *o = gw_task_new(greq);
     lookup_t *l = h2o_mem_alloc_pool(&greq->req->pool, sizeof(*l));
     l->decision = decision;
     l->as = as;
     memcpy(l->user_code, uc, sizeof(uc));
     o->ctx = l;
-    char uc_key[64], gk_ip[160], gk_sub[200], now[24], lim[24], win[24];
-    snprintf(uc_key, sizeof(uc_key), AUTH_RK_UC "%s", uc);
-    snprintf(gk_ip, sizeof(gk_ip), AUTH_RK_DGUESS "ip:%s", greq->peer);
-    if (greq->claims != NULL)
-        snprintf(gk_sub, sizeof(gk_sub), AUTH_RK_DGUESS "sub:%s", greq->claims->sub);
-    else
-        gk_sub[0] = '\0'; /* nobody signed in: the address alone */
-    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-    snprintf(lim, sizeof(lim), "%llu", (unsigned long long)limit);
-    snprintf(win, sizeof(win), "%llu", (unsigned long long)window);
-    const char *args[] = {uc_key, AUTH_RK, decision, greq->claims != NULL ? greq->claims->sub : "", now, gk_ip, gk_sub, lim, win};
-    gw_task_eval(o, &auth_scripts()->device_lookup, on_looked_up, 1, 9, args, NULL);
+    auth_device_lookup(o, uc, decision, greq->claims != NULL ? greq->claims->sub : NULL, on_looked_up);
 }
 
 /* the user_code of GREQ's query, for lookup AS */

@@ -88,12 +88,18 @@ int auth_phone_normalize(const char *in, char *out, size_t outsz);
 typedef struct {
     const char *client_id, *redirect_uri, *scope, *state, *code_challenge, *code_challenge_method, *response_type;
     const char *nonce; /* OpenID Connect: copied into the ID token as sent */
+    const char *user_code; /* the device page's sign-in (SPEC §6.1): then the form goes to /oauth2/device */
 } auth_authz_params_t;
 
 /* Full HTML documents (allocated from POOL). ERROR may be NULL. */
 h2o_iovec_t auth_page_signin(h2o_mem_pool_t *pool, const auth_authz_params_t *p, const char *csrf, const char *error,
                              const char *client_label);
 h2o_iovec_t auth_page_consent(h2o_mem_pool_t *pool, const auth_authz_params_t *p, const char *csrf, const char *client_label);
+/* The device pages (SPEC §6.1): a form to type a user code (ERROR may be NULL), and what a pending code asks —
+ * the device's NAME, DESCRIPTION (NULL: none), the scopes, the minutes left — with Approve / Deny (CSRF). */
+h2o_iovec_t auth_page_device_code(h2o_mem_pool_t *pool, const char *error);
+h2o_iovec_t auth_page_device_approve(h2o_mem_pool_t *pool, const char *user_code, const char *csrf, const char *name,
+                                     const char *description, const char *scope, long minutes_left);
 /* "Sign out of this browser?" with a confirming form (POST /oauth2/end_session, action=logout, CSRF). */
 h2o_iovec_t auth_page_end_session(h2o_mem_pool_t *pool, const char *csrf);
 h2o_iovec_t auth_page_error(h2o_mem_pool_t *pool, const char *title, const char *message);
@@ -134,5 +140,7 @@ int auth_device_decision_parse(const char *body, size_t len, char user_code[AUTH
 
 /* GET/POST /oauth2/authorize (called by oauth.c's dispatch). */
 void auth_authorize_handle(gw_req_t *greq);
+/* GET/POST /oauth2/device: the browser's side of the device grant (the same sign-in, then the device's page) */
+void auth_device_page_handle(gw_req_t *greq);
 
 #endif

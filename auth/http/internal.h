@@ -136,6 +136,10 @@ void auth_device_approve_handle(gw_req_t *greq);
 /* GET /oauth2/device/qr.png, qr.svg ?user_code= (public: what the kiosk shows) */
 void auth_device_qr_png_handle(gw_req_t *greq);
 void auth_device_qr_svg_handle(gw_req_t *greq);
+/* Looks the canonical user code UC up (the device_lookup script; its guessing limits count for the address and,
+ * when SUB is not NULL, for that resident), deciding it when DECISION is "approve" or "deny"; CB gets the
+ * script's reply: {'limited', ms} | {'unknown'} | {'decided'} | {'ok', client_id, scope, expires_at}. */
+void auth_device_lookup(gw_task_t *o, const char *uc, const char *decision, const char *sub, gw_task_store_cb cb);
 /* counts hegate_device_codes_total{result}: issued, approved, denied, exchanged, expired, unknown, limited */
 void auth_device_count(gw_thread_t *thread, const char *result);
 

@@ -193,6 +193,7 @@ static gw_endpoint_t oauth_endpoints[] = {
      .auth = GW_AUTH_BEARER | GW_AUTH_OWN | GW_AUTH_RESIDENT,
      .scopes = device_scopes,
      .handle = auth_device_info_handle},
+    {.name = "device", .path = "device", .methods = GW_M_GET | GW_M_POST, .handle = auth_device_page_handle},
     {.name = "device.qr_png", .path = "device/qr.png", .methods = GW_M_GET, .handle = auth_device_qr_png_handle},
     {.name = "device.qr_svg", .path = "device/qr.svg", .methods = GW_M_GET, .handle = auth_device_qr_svg_handle},
     {.name = "device.approve",

@@ -4,7 +4,7 @@
  * resources; every value from a request or the config is HTML-escaped, and pages carry headers that
  * forbid framing, sniffing, caching and referrers.
  *
- * Called by authorize.c. Pages never show a password, a phone number or any other personal data.
+ * Called by authorize.c (also for the device pages of SPEC §6.1). Pages never show a password, a phone number or any other personal data.
  */
 #include <string.h>
 #include "auth/http/http.h"
@@ -103,6 +103,7 @@ static void params(sb_t *b, const auth_authz_params_t *p, const char *csrf)
     hidden(b, "code_challenge", p->code_challenge);
     hidden(b, "code_challenge_method", p->code_challenge_method);
     hidden(b, "nonce", p->nonce);
+    hidden(b, "user_code", p->user_code);
     hidden(b, "csrf", csrf);
 }
 
@@ -126,7 +127,8 @@ h2o_iovec_t auth_page_signin(h2o_mem_pool_t *pool, const auth_authz_params_t *p,
         sb_esc(&b, error);
         sb_raw(&b, "</p>\n");
     }
-    sb_raw(&b, "<form method=\"post\" action=\"/oauth2/authorize\">\n");
+    sb_raw(&b, p->user_code != NULL ? "<form method=\"post\" action=\"/oauth2/device\">\n"
+                                    : "<form method=\"post\" action=\"/oauth2/authorize\">\n");
     params(&b, p, csrf);
     sb_raw(&b, "<label for=\"phone\">手机号 Phone number</label>\n"
                "<input type=\"tel\" id=\"phone\" name=\"phone\" autocomplete=\"username\" inputmode=\"tel\" maxlength=\"32\" "
@@ -148,11 +150,87 @@ static const char *scope_text(const char *s)
                  {"query", "查询公积金、社保、工资记录 Query fund, social-insurance and wage records"},
                  {"service", "在线办事 File applications online"},
                  {"qr", "鹤码通城市码 The Crane city code"},
-                 {"payment", "支付 Payments"}};
+                 {"payment", "支付 Payments"},
+                 {"device", "批准其他设备的登录 Approve sign-ins on other devices"}};
     for (size_t i = 0; i != sizeof(known) / sizeof(known[0]); ++i)
         if (strcmp(known[i].scope, s) == 0)
             return known[i].text;
     return NULL;
+}
+
+/* the scopes of SCOPE (space-separated) as a list of what they let the client do */
+static void scope_list(sb_t *b, const char *scope)
+{
+    char word[128];
+    sb_raw(b, "<ul>\n");
+    for (const char *s = scope; s != NULL && *s != '\0';) {
+        size_t l = strcspn(s, " ");
+        if (l != 0 && l < sizeof(word)) {
+            memcpy(word, s, l);
+            word[l] = '\0';
+            const char *t = scope_text(word);
+            sb_raw(b, "<li>");
+            sb_esc(b, t != NULL ? t : word);
+            sb_raw(b, " (<code>");
+            sb_esc(b, word);
+            sb_raw(b, "</code>)</li>\n");
+        }
+        s += l;
+        while (*s == ' ')
+            ++s;
+    }
+    sb_raw(b, "</ul>\n");
+}
+
+h2o_iovec_t auth_page_device_code(h2o_mem_pool_t *pool, const char *error)
+{
+    sb_t b = {pool, NULL, 0, 0};
+    sb_grow(&b, 2048);
+    head(&b, "设备登录 Sign in a device — 鹤城在线");
+    sb_raw(&b, "<h1>设备登录 Sign in a device</h1>\n<p>输入设备屏幕上显示的代码。<br>Enter the code the device shows.</p>\n");
+    if (error != NULL) {
+        sb_raw(&b, "<p class=\"error\" role=\"alert\" id=\"error\">");
+        sb_esc(&b, error);
+        sb_raw(&b, "</p>\n");
+    }
+    sb_raw(&b, "<form method=\"get\" action=\"/oauth2/device\">\n"
+               "<label for=\"user_code\">代码 Code</label>\n"
+               "<input type=\"text\" id=\"user_code\" name=\"user_code\" autocomplete=\"off\" autocapitalize=\"characters\" "
+               "spellcheck=\"false\" maxlength=\"20\" placeholder=\"XXXX-XXXX\" required "
+               "style=\"box-sizing:border-box;width:100%;font-size:1.4rem;padding:.7rem;letter-spacing:.15em\">\n"
+               "<button type=\"submit\" id=\"next\">继续 Continue</button>\n</form>\n");
+    return finish(&b);
+}
+
+h2o_iovec_t auth_page_device_approve(h2o_mem_pool_t *pool, const char *user_code, const char *csrf, const char *name,
+                                     const char *description, const char *scope, long minutes_left)
+{
+    sb_t b = {pool, NULL, 0, 0};
+    char left[96];
+    sb_grow(&b, 4096);
+    head(&b, "设备登录 Sign in a device — 鹤城在线");
+    sb_raw(&b, "<h1>登录此设备？Sign in this device?</h1>\n<p><strong id=\"device-name\">");
+    sb_esc(&b, name);
+    sb_raw(&b, "</strong></p>\n");
+    if (description != NULL) {
+        sb_raw(&b, "<p id=\"device-description\">");
+        sb_esc(&b, description);
+        sb_raw(&b, "</p>\n");
+    }
+    sb_raw(&b, "<p>将以您的身份登录，并可以：<br>will be signed in as you and may:</p>\n");
+    scope_list(&b, scope);
+    snprintf(left, sizeof(left), "代码 %s，%ld 分钟内有效。Code %s, valid for %ld more minute%s.", user_code, minutes_left, user_code,
+             minutes_left, minutes_left == 1 ? "" : "s");
+    sb_raw(&b, "<p id=\"time-left\">");
+    sb_esc(&b, left);
+    sb_raw(&b, "</p>\n<p>只有设备就在您面前时才批准。Approve only if the device is in front of you.</p>\n"
+               "<form method=\"post\" action=\"/oauth2/device\">\n");
+    hidden(&b, "user_code", user_code);
+    hidden(&b, "csrf", csrf);
+    sb_raw(&b, "<button type=\"submit\" name=\"action\" value=\"approve\" id=\"approve\">批准 Approve</button>\n"
+               "<button type=\"submit\" name=\"action\" value=\"deny\" id=\"deny\" class=\"secondary\">拒绝 Deny</button>\n"
+               "</form>\n");
+    return finish(&b);
 }
 
 h2o_iovec_t auth_page_consent(h2o_mem_pool_t *pool, const auth_authz_params_t *p, const char *csrf, const char *client_label)
@@ -162,25 +240,9 @@ h2o_iovec_t auth_page_consent(h2o_mem_pool_t *pool, const auth_authz_params_t *p
     head(&b, "授权 Allow access — 鹤城在线");
     sb_raw(&b, "<h1>授权 Allow access</h1>\n<p><strong>");
     sb_esc(&b, client_label);
-    sb_raw(&b, "</strong> 请求以下权限：<br>asks for:</p>\n<ul>\n");
-    char word[128];
-    for (const char *s = p->scope; s != NULL && *s != '\0';) {
-        size_t l = strcspn(s, " ");
-        if (l != 0 && l < sizeof(word)) {
-            memcpy(word, s, l);
-            word[l] = '\0';
-            const char *t = scope_text(word);
-            sb_raw(&b, "<li>");
-            sb_esc(&b, t != NULL ? t : word);
-            sb_raw(&b, " (<code>");
-            sb_esc(&b, word);
-            sb_raw(&b, "</code>)</li>\n");
-        }
-        s += l;
-        while (*s == ' ')
-            ++s;
-    }
-    sb_raw(&b, "</ul>\n<form method=\"post\" action=\"/oauth2/authorize\">\n");
+    sb_raw(&b, "</strong> 请求以下权限：<br>asks for:</p>\n");
+    scope_list(&b, p->scope);
+    sb_raw(&b, "<form method=\"post\" action=\"/oauth2/authorize\">\n");
     params(&b, p, csrf);
     sb_raw(&b, "<button type=\"submit\" name=\"action\" value=\"consent\" id=\"allow\">同意 Allow</button>\n"
                "<button type=\"submit\" name=\"action\" value=\"deny\" id=\"deny\" class=\"secondary\">拒绝 Deny</button>\n"

@@ -388,3 +388,24 @@ def gateway(request, tmp_path, hegate_bin, tls_cert, redis_url, keys_dir):
                 g.dir, rc, "" if was_running else " (it had stopped before teardown)"))
     if problems:
         pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium through WebDriver (python3-selenium + chromium-driver, from scripts/deps.sh)."""
+    from selenium import webdriver
+    exe, drv = shutil.which("chromium"), shutil.which("chromedriver")
+    if not exe or not drv:
+        pytest.fail("chromium and chromium-driver are required (scripts/deps.sh installs them)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = exe
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--ignore-certificate-errors", "--user-data-dir=%s" % (tmp_path / "chromium")):
+        opts.add_argument(a)
+    service = webdriver.ChromeService(executable_path=drv, log_output=str(tmp_path / "chromedriver.log")) \
+        if hasattr(webdriver, "ChromeService") else webdriver.chrome.service.Service(drv)
+    d = webdriver.Chrome(service=service, options=opts)
+    d.set_page_load_timeout(20)
+    yield d
+    d.quit()

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from hegatetest import route
-from oauthtest import (APP_REDIRECT, ISS, add_user, clients, code_flow, verify, verify_id_token)
+from oauthtest import (ISS, add_user, clients, code_flow, verify, verify_id_token)
 
 GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 KIOSK_NAME = "3号自助机"
@@ -266,3 +266,76 @@ def test_the_kiosks_qr_code_is_what_the_phone_scans(dv, tmp_path):
         r = c.get(g1.https + "/oauth2/device/qr.png", params={"user_code": a["user_code"]})
         assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
         assert c.get(g1.https + "/oauth2/device/qr.png", params={"user_code": "nope"}).status_code == 400
+
+
+# ---- the browser path (GET/POST /oauth2/device) -----------------------------------------------------------
+
+
+def test_browser_path_with_the_forms(dv):
+    """A browser without a session: the typed-code form, the sign-in page, then the device's page (its name,
+    description, scopes, the time left), Approve; the kiosk polls through another node. A second visit in
+    the same browser needs no sign-in (SSO). A forged form (no CSRF token) decides nothing."""
+    from oauthtest import parse_form
+    g1, g2, g3 = dv["g"]
+    a = ask(g1).json()
+    with g2.client(http2=True) as c:
+        r = c.get(g2.https + "/oauth2/device")
+        assert r.status_code == 200 and 'name="user_code"' in r.text
+        r = c.get(g2.https + "/oauth2/device", params={"user_code": "nonsense"})
+        assert r.status_code == 400 and 'name="user_code"' in r.text
+        r = c.get(g2.https + "/oauth2/device", params={"user_code": a["user_code"].lower()})
+        assert r.status_code == 200 and 'name="password"' in r.text and KIOSK_NAME not in r.text  # sign in first
+        f = parse_form(r.text)
+        assert f.action == "/oauth2/device"
+        forged = c.post(g2.https + "/oauth2/device", data={"user_code": a["user_code"], "action": "approve"})
+        assert forged.status_code == 403
+        r = c.post(g2.https + f.action, data=dict(f.fields, phone=dv["phone"], password=dv["password"], action="signin"))
+        assert r.status_code == 200, r.text[:300]
+        assert KIOSK_NAME in r.text and "Hecheng service hall, kiosk 3" in r.text and "<code>query</code>" in r.text
+        assert re.search(r"valid for [45] more minutes", r.text), r.text
+        assert "hegate_sid=" in r.headers.get("set-cookie", "")
+        f = parse_form(r.text)
+        time.sleep(1.1)  # a resident reads the page: the session is a second older and still counts
+        r = c.post(g2.https + f.action, data=dict(f.fields, action="approve"))
+        assert r.status_code == 200 and "Approved" in r.text, r.text[:500]
+        r = c.post(g2.https + f.action, data=dict(f.fields, action="approve"))  # decided
+        assert r.status_code == 409
+        b = ask(g1).json()  # SSO: the same browser, a new code: straight to the device's page
+        r = c.get(g2.https + "/oauth2/device", params={"user_code": b["user_code"]})
+        assert r.status_code == 200 and KIOSK_NAME in r.text and 'name="password"' not in r.text
+        f = parse_form(r.text)
+        assert c.post(g2.https + f.action, data=dict(f.fields, action="deny")).status_code == 200
+    time.sleep(5.1)
+    t = poll(g3, a["device_code"])
+    assert t.status_code == 200, t.text
+    with g3.client() as c:
+        assert verify(c, g3.https, t.json()["access_token"])["sub"] == dv["sub"]
+    assert poll(g3, b["device_code"]).json()["error"] == "access_denied"
+
+
+def test_browser_path_in_chromium(dv, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    g1, g2, g3 = dv["g"]
+    a = ask(g1).json()
+    d = browser
+    d.set_window_size(390, 844)  # a phone's screen
+    d.get(g2.https + "/oauth2/device")  # the resident types the code shown by the kiosk
+    d.find_element(By.ID, "user_code").send_keys(a["user_code"].replace("-", " ").lower())
+    d.find_element(By.ID, "next").click()
+    WebDriverWait(d, 15).until(lambda d: d.find_elements(By.ID, "password"))
+    d.find_element(By.ID, "phone").send_keys(dv["phone"])
+    d.find_element(By.ID, "password").send_keys(dv["password"])
+    d.find_element(By.ID, "signin").click()
+    WebDriverWait(d, 15).until(lambda d: d.find_elements(By.ID, "device-name"))
+    assert d.find_element(By.ID, "device-name").text == KIOSK_NAME
+    assert "kiosk 3" in d.find_element(By.ID, "device-description").text
+    # usable on a phone screen: the buttons fit the 390 px viewport
+    btn = d.find_element(By.ID, "approve")
+    assert btn.size["width"] <= 390 and btn.location["x"] >= 0
+    btn.click()
+    WebDriverWait(d, 15).until(lambda d: "Approved" in d.page_source or 'name="password"' in d.page_source)
+    assert "Approved" in d.page_source, d.page_source[:2000]  # not asked to sign in again
+    time.sleep(5.1)
+    t = poll(g3, a["device_code"])
+    assert t.status_code == 200, t.text

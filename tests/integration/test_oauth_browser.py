@@ -2,7 +2,6 @@
 submit, land on the client's redirect_uri with a code that the token endpoint accepts; a second
 authorize in the same browser needs no sign-in. WebDriver through python3-selenium + chromium-driver."""
 
-import shutil
 import urllib.parse
 
 import pytest
@@ -10,29 +9,8 @@ import pytest
 from hegatetest import route
 from oauthtest import add_user, authorize_params, clients, pkce, verify
 
-selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-
-@pytest.fixture
-def browser(tmp_path):
-    exe, drv = shutil.which("chromium"), shutil.which("chromedriver")
-    if not exe or not drv:
-        pytest.fail("chromium and chromium-driver are required (scripts/deps.sh installs them)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = exe
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--ignore-certificate-errors", "--user-data-dir=%s" % (tmp_path / "chromium")):
-        opts.add_argument(a)
-    service = webdriver.ChromeService(executable_path=drv, log_output=str(tmp_path / "chromedriver.log")) \
-        if hasattr(webdriver, "ChromeService") else webdriver.chrome.service.Service(drv)
-    d = webdriver.Chrome(service=service, options=opts)
-    d.set_page_load_timeout(20)
-    yield d
-    d.quit()
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 
 def test_sign_in_page_in_chromium(gateway, backend, hegate_bin, browser):

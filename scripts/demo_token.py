@@ -6,6 +6,8 @@
                                              what the app does (default scopes: openid profile query qr)
   scripts/demo_token.py gate                 the transit gates' client (gate-line1): client_credentials
                                              with the dev secret, scope qr.verify
+  scripts/demo_token.py approve USER_CODE    what the city app does with a scanned kiosk code (SPEC §6.1):
+                                             the demo resident (scope device) reads it and approves it
 
 The demo resident and the dev secret are the ones scripts/run.sh creates (DEV ONLY: fixed, public
 values). Talks to https://127.0.0.1:8443 (self-signed dev certificate: not verified) unless
@@ -90,8 +92,25 @@ def gate():
         return r.json()["access_token"]
 
 
+def approve(user_code):
+    token = resident(["openid", "device"])
+    auth = {"authorization": "Bearer " + token}
+    with httpx.Client(verify=False, timeout=10) as c:
+        r = c.get(BASE + "/oauth2/device/info", params={"user_code": user_code}, headers=auth)
+        if r.status_code != 200:
+            fail("no such pending code", r)
+        i = r.json()
+        sys.stderr.write("approving: %s — %s — %s\n" % (i["name"], i.get("description", ""), " ".join(i["scopes"])))
+        r = c.post(BASE + "/oauth2/device/approve", json={"user_code": user_code, "decision": "approve"}, headers=auth)
+        if r.status_code != 204:
+            fail("approve", r)
+    return i["client_id"]
+
+
 def main(argv):
-    if len(argv) >= 2 and argv[1] == "resident":
+    if len(argv) == 3 and argv[1] == "approve":
+        print("approved " + approve(argv[2]))
+    elif len(argv) >= 2 and argv[1] == "resident":
         print(resident(argv[2:] or ["openid", "profile", "query", "qr"]))
     elif len(argv) == 2 and argv[1] == "gate":
         print(gate())

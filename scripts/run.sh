@@ -148,6 +148,9 @@ cat <<EOF
     GATE=\$(scripts/demo_token.py gate)                # a transit gate's client (client_credentials)
     curl -k -H "authorization: Bearer \$GATE" --json "{\"code\":\"\$(zbarimg --raw -q code.png 2>/dev/null)\"}" https://127.0.0.1:8443/qr/v1/verify
     curl -k https://127.0.0.1:8443/.well-known/openid-configuration
+  scan to sign in (a kiosk; in a second terminal, approve the code it shows as the city app would):
+    scripts/demo_kiosk.py                             # prints the QR code, the URL and the code, then polls
+    scripts/demo_token.py approve XXXX-XXXX           # or open https://127.0.0.1:8443/oauth2/device
   in a browser (sign in as the demo resident, consent, then read the code in the address bar):
     https://127.0.0.1:8443/oauth2/authorize?response_type=code&client_id=mp-partner&redirect_uri=https%3A%2F%2Fmp.partner.example%2Fcb&scope=openid%20query&state=demo&code_challenge=DbmVOJHDcDaHL5MQszlyVlGK8MyaEBPT_-mS0kynl9o&code_challenge_method=S256
     (its PKCE verifier: hegate-demo-verifier-0123456789-abcdefghijklmnop)

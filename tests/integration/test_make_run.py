@@ -10,6 +10,7 @@ HEGATE_BIN. It needs the fixed ports of the dev stack (8443, 8080, 9090, 6390, 9
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -91,3 +92,35 @@ def test_make_run_stack_end_to_end(dev_stack):
         claims = v.json()["claims"]
         assert "name" not in claims and "演示居民" not in v.text
         assert claims["transit_card"].endswith("0001") and "88880001" not in v.text
+
+
+def test_make_run_demo_kiosk_signed_in_by_the_app(dev_stack):
+    """The try-list's kiosk: scripts/demo_kiosk.py shows a code (and its QR in the terminal), the city app's
+    part (scripts/demo_token.py approve) approves it, the kiosk's next poll signs it in and prints the
+    masked userinfo."""
+    root, banner = dev_stack
+    assert "scripts/demo_kiosk.py" in banner and "demo_token.py approve" in banner
+    k = subprocess.Popen([PY, str(root / "scripts" / "demo_kiosk.py")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, code = b"", None
+        deadline = time.monotonic() + 20
+        while code is None and time.monotonic() < deadline:
+            line = k.stdout.readline()
+            if not line:
+                break
+            out += line
+            m = re.search(rb"demo_token\.py approve ([B-Z]{4}-[B-Z]{4})", line)
+            code = m.group(1).decode() if m else None
+        assert code is not None, out.decode(errors="replace") + k.stderr.read().decode(errors="replace")
+        assert "\u2588".encode() in out  # the QR code, drawn in half blocks
+        r = subprocess.run([PY, str(root / "scripts" / "demo_token.py"), "approve", code], capture_output=True, timeout=30)
+        assert r.returncode == 0 and b"approved kiosk-hall-3" in r.stdout, r.stderr.decode()
+        assert "3号自助机" in r.stderr.decode()
+        rest, err = k.communicate(timeout=30)
+        assert k.returncode == 0, (rest + err).decode(errors="replace")
+        assert "signed in for 600 s" in rest.decode() and "演*" in rest.decode(), rest.decode()
+        assert "13800000000" not in rest.decode()
+    finally:
+        if k.poll() is None:
+            k.kill()
+            k.wait()

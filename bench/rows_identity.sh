@@ -12,6 +12,12 @@
 #                                                     refresh and an ID token; scope "openid bench". Codes live
 #                                                     60 s, so each round makes its own, BENCH_CODE_N of them
 #                                                     (default 3000) plus a fifth for the warm-up
+#   hegate device authorizations                  h2load, POST /oauth2/device_authorization as a public kiosk
+#                                                     client: every answer a new device and user code (issue 13)
+#   hegate device polls                           h2load, the device grant polled flat out on one pending code:
+#                                                     every answer is 400 slow_down by design — the whole cost
+#                                                     of a poll (client check, one script that reads and
+#                                                     stamps the code), which is what a hall of kiosks costs
 # A refresh token rotates on every use and a used one revokes its family and session, so h2load's fixed body
 # cannot measure the refresh grant. bench/token_chains.py signs a resident in once through the HTML form and runs
 # the code + PKCE flow BENCH_C × BENCH_M times in that session: one refresh chain per in-flight request. The load
@@ -28,6 +34,8 @@ ID_CC="hegate token endpoint (client_credentials)"
 ID_RT="hegate token endpoint (refresh_token rotation)"
 ID_RT_OIDC="hegate token endpoint (refresh + ID token)"
 ID_CODE_OIDC="hegate token endpoint (code + ID token)"
+ID_DEV_AUTH="hegate device authorizations"
+ID_DEV_POLL="hegate device polls"
 
 identity_setup() {
   if [ "$HEGATE_OK" != 1 ]; then ID_WHY=$HEGATE_WHY; return 0; fi
@@ -40,7 +48,9 @@ identity_setup() {
   # client_credentials, and a first-party public client (grants default: code + refresh) for the refresh row
   BENCH_HEGATE_CLIENTS+="${BENCH_HEGATE_CLIENTS:+$'\n'}  - { id: bench-cc, secret_hash: \"$h\", grants: [client_credentials], scopes: [bench] }"
   BENCH_HEGATE_CLIENTS+=$'\n'"  - { id: bench-app, redirect_uris: [\"https://bench.example/app\"], scopes: [openid, bench], first_party: true }"
+  BENCH_HEGATE_CLIENTS+=$'\n'"  - { id: bench-kiosk, grants: [device_code], name: bench kiosk, scopes: [openid, bench] }"
   export BENCH_HEGATE_CLIENTS
+  printf 'client_id=bench-kiosk&scope=bench' > "$T/devauth.form"
   printf 'grant_type=client_credentials&scope=bench' > "$T/cc.form"
   ID_BASIC="authorization: Basic $(printf %s "bench-cc:$ID_CC_SECRET" | base64 -w0)"
   ID_OK=1; ID_WHY=""
@@ -114,6 +124,7 @@ identity_rows() {
   if [ "$ID_OK" != 1 ]; then
     bench_skip "$ID_CC" h2c "$ID_WHY"; bench_skip "$ID_CC" h1 "$ID_WHY"; bench_skip "$ID_RT" h1 "$ID_WHY"
     bench_skip "$ID_RT_OIDC" h1 "$ID_WHY"; bench_skip "$ID_CODE_OIDC" h1 "$ID_WHY"
+    bench_skip "$ID_DEV_AUTH" h2c "$ID_WHY"; bench_skip "$ID_DEV_POLL" h2c "$ID_WHY"
     return 0
   fi
   # client_credentials: the KDF checks the secret once, then the per-thread cache of verified secrets answers
@@ -137,6 +148,13 @@ identity_rows() {
     [ "$ID_OK" = 1 ] || { bench_skip "$ID_CODE_OIDC" h1 "$ID_WHY"; return 0; }
   fi
   BENCH_WARM=$cw identity_load_row "$ID_CODE_OIDC" "$cn" "$conns" 1 -k "$T/codes.txt"
+  # the device grant: authorizations, then polls of one pending code
+  local dc
+  row hegate "$ID_DEV_AUTH" "$HG/oauth2/device_authorization" -d "$T/devauth.form" -H 'content-type: application/x-www-form-urlencoded'
+  dc=$(curl -s --max-time 5 -d @"$T/devauth.form" "$HG/oauth2/device_authorization" | $BENCH_PY -c 'import json,sys; print(json.load(sys.stdin)["device_code"])' 2>/dev/null)
+  if [ -z "$dc" ]; then bench_skip "$ID_DEV_POLL" h2c "no device code (device_authorization failed)"; return 0; fi
+  printf 'grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Adevice_code&client_id=bench-kiosk&device_code=%s' "$dc" > "$T/devpoll.form"
+  row hegate "$ID_DEV_POLL" "$HG/oauth2/token" -d "$T/devpoll.form" -H 'content-type: application/x-www-form-urlencoded'
 }
 
 identity_targets() {
@@ -144,4 +162,5 @@ identity_targets() {
   bench_target "issue 5: token endpoint, refresh_token rotation (distinct tokens), one core" rps "$ID_RT" h1 - - ">=" 2000
   bench_target "issue 12: token endpoint, refresh with an ID token, one core" rps "$ID_RT_OIDC" h1 - - ">=" 10000
   bench_target "issue 12: token endpoint, code with an ID token, one core" rps "$ID_CODE_OIDC" h1 - - ">=" 10000
+  bench_target "issue 13: device polls (slow_down answers: the full cost of a poll), one core" rps "$ID_DEV_POLL" h2c - - ">=" 20000
 }

@@ -47,10 +47,11 @@ def faked(gateway, backend, hegate_bin, tmp_path, monkeypatch):
                     "these tests run in `make integration`")
     b = backend("query")
 
-    def make(tokens):
+    def make(tokens, client_list=None):
         clock = Clock(str(tmp_path / "faketime.txt"))
         g = gateway([route("query", "/api/v1/query", [b.url], scopes=["query"])],
-                    extra={"clients": clients(hegate_bin), "tokens": dict(tokens, audience="hegate")}, start=False)
+                    extra={"clients": client_list or clients(hegate_bin), "tokens": dict(tokens, audience="hegate")},
+                    start=False)
         phone, password, _ = add_user(hegate_bin, g.cfg_path)
         with monkeypatch.context() as m:  # only the gateway process runs with the faked clock
             for k, v in clock.env().items():
@@ -175,3 +176,29 @@ def test_session_expiry(faked):
         # signing in again works on the faked clock, and so does the new session's flow
         t, _, _ = code_flow(c, g.https, phone, password)
         assert t["refresh_token"]
+
+
+def test_device_code_expires_on_the_gateways_clock(faked, hegate_bin):
+    """SPEC §6.1: a device authorization lives tokens.device_ttl; past it the kiosk's poll is expired_token
+    (then forgotten: invalid_grant) and the app finds no pending code."""
+    from test_device import GRANT, device_clients
+    g, clock, phone, password = faked({"access_ttl": "15m", "device_ttl": "2m"}, device_clients(hegate_bin))
+    with fresh(g) as c:
+        t, _, _ = code_flow(c, g.https, phone, password, scope="openid query device")
+        a = c.post(g.https + "/oauth2/device_authorization", data={"client_id": "kiosk-hall-3"}).json()
+    assert a["expires_in"] == 120
+
+    def poll():
+        with fresh(g) as c:
+            return c.post(g.https + "/oauth2/token", data={"grant_type": GRANT, "device_code": a["device_code"],
+                                                           "client_id": "kiosk-hall-3"}).json()["error"]
+
+    clock.set(110)
+    assert poll() == "authorization_pending"
+    clock.set(121)
+    with fresh(g) as c:
+        r = c.get(g.https + "/oauth2/device/info", params={"user_code": a["user_code"]},
+                  headers={"authorization": "Bearer " + t["access_token"]})
+    assert r.status_code == 404
+    assert poll() == "expired_token"
+    assert poll() == "invalid_grant"

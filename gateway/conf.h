@@ -133,6 +133,7 @@ typedef struct {
         unsigned connections;            /* open client connections per process; default 16384 */
         unsigned connections_per_ip;     /* open from one address (IPv6: one /64); default 256 */
         unsigned new_connections_per_ip; /* per second from one address, bursts of 2 s; default 64 */
+        unsigned device_authorizations_per_ip; /* device codes one address may ask for a minute (SPEC §6.1); default 120 */
         uint64_t handshake_timeout_ms;   /* TLS handshake / first bytes; default 10s */
         uint64_t head_timeout_ms;        /* a request head; default 10s */
         uint64_t body_timeout_ms;        /* an HTTP/2 request body; default 60s */

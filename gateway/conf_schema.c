@@ -162,6 +162,7 @@ static const gw_conf_field_t limits_fields[] = {
     F_UINT(gw_conf_t, "connections", limits.connections, 0, 1 << 24),
     F_UINT(gw_conf_t, "connections_per_ip", limits.connections_per_ip, 0, 1 << 24),
     F_UINT(gw_conf_t, "new_connections_per_ip", limits.new_connections_per_ip, 0, 1 << 20),
+    F_UINT(gw_conf_t, "device_authorizations_per_ip", limits.device_authorizations_per_ip, 1, 1 << 24),
     F_DURATION(gw_conf_t, "handshake_timeout", limits.handshake_timeout_ms, 0),
     F_DURATION(gw_conf_t, "head_timeout", limits.head_timeout_ms, 1),
     F_DURATION(gw_conf_t, "body_timeout", limits.body_timeout_ms, 0),
@@ -605,6 +606,7 @@ static void set_defaults(gw_conf_ctx_t *c)
     conf->limits.connections = 16384;
     conf->limits.connections_per_ip = 256;
     conf->limits.new_connections_per_ip = 64;
+    conf->limits.device_authorizations_per_ip = 120;
     conf->limits.handshake_timeout_ms = 10000;
     conf->limits.head_timeout_ms = 10000;
     conf->limits.body_timeout_ms = 60000;

@@ -46,6 +46,15 @@ static void on_created(gw_task_t *o, const redisReply *reply, const char *err)
     devauth_t *d = o->ctx;
     if (gw_task_store_failed(o, reply, err))
         return;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer < 0) { /* this address asked too often */
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%lld", (long long)((-reply->integer + 999) / 1000));
+        h2o_add_header(&o->greq->req->pool, &o->greq->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       h2o_strdup(&o->greq->req->pool, ra, SIZE_MAX).base, strlen(ra));
+        auth_device_count(o->greq->thread, "limited");
+        gw_oauth_error(o->greq, 429, "temporarily_unavailable", "too many device authorizations from this address; try again later");
+        return;
+    }
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) { /* the user code is taken: draw again */
         if (++d->tries < 4) {
             create_code(o);
@@ -77,14 +86,17 @@ static void create_code(gw_task_t *o)
         gw_oauth_error(o->greq, 503, "temporarily_unavailable", "no randomness");
         return;
     }
-    char dev_key[128], uc_key[64], ttl[24], exp[24], iv[8];
+    char dev_key[128], uc_key[64], ttl[24], exp[24], iv[8], ip_key[160], lim[16];
     snprintf(dev_key, sizeof(dev_key), AUTH_RK_DEV "%s", d->dc_hash);
+    snprintf(ip_key, sizeof(ip_key), AUTH_RK_DGUESS "auth:%s", o->greq->peer);
+    snprintf(lim, sizeof(lim), "%u", conf->limits.device_authorizations_per_ip);
     snprintf(uc_key, sizeof(uc_key), AUTH_RK_UC "%s", d->user_code);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(conf->tokens.device_ttl_ms / 1000));
     snprintf(exp, sizeof(exp), "%lld", (long long)time(NULL) + (long long)(conf->tokens.device_ttl_ms / 1000));
     snprintf(iv, sizeof(iv), "%d", AUTH_DEVICE_INTERVAL);
-    const char *args[] = {dev_key, uc_key, d->client->id, d->scope, d->user_code, ttl, exp, iv, d->dc_hash};
-    gw_task_eval(o, &auth_scripts()->device_create, on_created, 2, 9, args, NULL);
+    const char *args[] = {dev_key, uc_key, ip_key, d->client->id, d->scope, d->user_code, ttl, exp, iv, d->dc_hash, lim,
+                          d->tries != 0 ? "1" : "0"};
+    gw_task_eval(o, &auth_scripts()->device_create, on_created, 3, 12, args, NULL);
 }
 
 static void device_authorization_after_auth(gw_task_t *o, const gw_client_conf_t *client)

@@ -186,9 +186,16 @@ static const char lua_bcl_report[] = "if ARGV[3] == '' then\n"
 
 /* ---- the device grant (device.c, token.c; SPEC §6.1) ---- */
 
-/* a new device authorization: KEYS dev:<h>, uc:<user code>; ARGV cid, scope, user code, ttl, exp, interval,
- * h. 0 when the user code is taken (the caller draws another) */
+/* a new device authorization: KEYS dev:<h>, uc:<user code>, the asking address's counter; ARGV cid, scope,
+ * user code, ttl, exp, interval, h, the address's limit a minute, 1 on a retry (already counted). 1; 0 when
+ * the user code is taken (the caller draws another); -ms when the address asked too often (a minute's
+ * fixed window: each pending code is Redis memory an unauthenticated caller could otherwise pile up) */
 static const char lua_device_create[] =
+    "if ARGV[9] ~= '1' then\n"
+    "  local n = redis.call('INCR', KEYS[3])\n"
+    "  if n == 1 then redis.call('PEXPIRE', KEYS[3], 60000) end\n"
+    "  if n > tonumber(ARGV[8]) then return -math.max(redis.call('PTTL', KEYS[3]), 1) end\n"
+    "end\n"
     "if not redis.call('SET', KEYS[2], ARGV[7], 'NX', 'EX', ARGV[4]) then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'cid', ARGV[1], 'scope', ARGV[2], 'uc', ARGV[3], 'st', 'pending', 'exp', ARGV[5], 'iv', ARGV[6], "
     "'last', '0')\n"

@@ -339,3 +339,19 @@ def test_browser_path_in_chromium(dv, browser):
     time.sleep(5.1)
     t = poll(g3, a["device_code"])
     assert t.status_code == 200, t.text
+
+
+def test_device_authorizations_per_address_are_capped(gateway, hegate_bin, redis_url):
+    """Each pending code is Redis memory an unauthenticated caller could pile up: one address may ask
+    limits.device_authorizations_per_ip a minute, then 429 with Retry-After (nothing stored)."""
+    store = redis.Redis.from_url(redis_url)
+    for k in store.scan_iter(match="hegate:{id}:dguess:*"):
+        store.delete(k)
+    g = gateway([], extra={"clients": device_clients(hegate_bin), "limits": {"device_authorizations_per_ip": 3}})
+    codes = [ask(g) for _ in range(3)]
+    assert all(r.status_code == 200 for r in codes)
+    before = len(list(store.scan_iter(match="hegate:{id}:uc:*")))
+    r = ask(g)
+    assert r.status_code == 429 and r.json()["error"] == "temporarily_unavailable", r.text
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert len(list(store.scan_iter(match="hegate:{id}:uc:*"))) == before

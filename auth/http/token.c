@@ -1,8 +1,9 @@
 /*
  * auth/http/token.c — POST /oauth2/token (SPEC §6, RFC 6749 §3.2): authorization_code with PKCE
- * S256, refresh_token with rotation and reuse detection (a reused token revokes its family and its
- * session), client_credentials; and the minting of access tokens (auth_issue_access_token,
- * auth_count_issued), which authorize.c shares.
+ * S256 (a reused code revokes what it issued and ends its session), refresh_token with rotation and reuse
+ * detection (a reused token revokes its family and its session), client_credentials, and the device grant
+ * of RFC 8628 (SPEC §6.1: the kiosk's polls); ID tokens for openid (oidc.c); the minting of access tokens
+ * (auth_issue_access_token, auth_count_issued).
  *
  * Called by oauth.c's family table (auth_token_handle), after client.c has authenticated the client.
  * Every state change is one Lua script of scripts.c. It never logs and never answers with anything
@@ -110,7 +111,8 @@ static void send_tokens(gw_task_t *o, const char *grant, const grant_t *g, const
     json_t *doc = json_object();
     json_object_set_new(doc, "access_token", json_string(at));
     json_object_set_new(doc, "token_type", json_string("Bearer"));
-    json_object_set_new(doc, "expires_in", json_integer((json_int_t)(exp - (int64_t)time(NULL))));
+    json_object_set_new(doc, "expires_in",
+                        json_integer((json_int_t)(g->ttl_s > 0 ? g->ttl_s : (int64_t)(o->greq->gen->conf->tokens.access_ttl_ms / 1000))));
     json_object_set_new(doc, "scope", json_string(scope));
     if (refresh != NULL)
         json_object_set_new(doc, "refresh_token", json_string(refresh));

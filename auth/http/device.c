@@ -209,7 +209,8 @@ static void on_looked_up(gw_task_t *o, const redisReply *reply, const char *err)
         long long ms = strtoll(gw_reply_str(reply, 1), NULL, 10), s = ms > 0 ? (ms + 999) / 1000 : 1;
         char ra[24];
         snprintf(ra, sizeof(ra), "%lld", s);
-        h2o_add_header(&greq->req->pool, &greq->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, strlen(ra));
+        h2o_add_header(&greq->req->pool, &greq->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                       h2o_strdup(&greq->req->pool, ra, SIZE_MAX).base, strlen(ra));
         auth_device_count(greq->thread, "limited");
         gw_problem_send(greq, 429, "too-many-requests", "Too Many Requests", "too many unknown user codes; try again later");
         return;

@@ -8,6 +8,7 @@
  *   b64url.c   strict base64url (RFC 4648 §5, no padding, one spelling per value)
  *   key.c      P-256 keys wrapping a parsed EVP_PKEY: PEM, SEC1 points, JWK x/y, generate, save
  *   es256.c    SHA-256; ECDSA P-256 / SHA-256 with raw r‖s signatures (sign low-S, verify)
+ *   sm2.c      SM3; SM2 with SM3 and a signer ID, raw r‖s; SM2 keys (PEM, SEC1 points)
  *
  * Conventions: sizes are constants; functions return 0 / -1, a length / -1, or a pointer / NULL;
  * what allocates says so. A crypto_key_t is immutable once built and may be shared read-only by any
@@ -114,5 +115,38 @@ int crypto_es256_verify_point(const uint8_t *point, size_t pointlen, const void 
 
 /* 1 if the S half of SIG is low (s ≤ (n − 1) / 2): the one spelling of a signature (r, s) ~ (r, n − s). */
 int crypto_es256_is_low_s(const uint8_t sig[CRYPTO_ES256_SIG_LEN]);
+
+/* ---- sm2.c: the 国密 suite of the city code (SPEC §7.4) ---------------------------------------- */
+
+#define CRYPTO_SM3_LEN 32
+#define CRYPTO_SM2_POINT_LEN 33      /* SEC1 compressed point on the SM2 curve */
+#define CRYPTO_SM2_POINT_FULL_LEN 65 /* SEC1 uncompressed */
+#define CRYPTO_SM2_SIG_LEN 64        /* raw r‖s */
+#define CRYPTO_SM2_DEFAULT_ID "1234567812345678" /* GM/T 0009's default signer ID */
+
+/* SM3 (GB/T 32905) of MSG[0..LEN). 0 or -1. */
+int crypto_sm3(const void *msg, size_t len, uint8_t out[CRYPTO_SM3_LEN]);
+
+/* An SM2 key: public, or private with its public half (immutable, shareable like crypto_key_t). */
+typedef struct crypto_sm2_key crypto_sm2_key_t;
+crypto_sm2_key_t *crypto_sm2_key_generate(void);
+/* a PEM private key (PKCS#8) or public key (SPKI) of the SM2 curve; NULL for anything else */
+crypto_sm2_key_t *crypto_sm2_key_from_pem(const char *pem, size_t len);
+/* a SEC1 point (33 compressed or 65 uncompressed bytes) on the SM2 curve; NULL when not on it */
+crypto_sm2_key_t *crypto_sm2_key_from_point(const uint8_t *point, size_t len);
+int crypto_sm2_key_point(const crypto_sm2_key_t *key, uint8_t out[CRYPTO_SM2_POINT_LEN]);
+int crypto_sm2_key_has_private(const crypto_sm2_key_t *key);
+/* the private key as PKCS#8 PEM into BUF (NUL-terminated), its length in *LEN; 0 or -1 */
+int crypto_sm2_key_private_pem(const crypto_sm2_key_t *key, char *buf, size_t bufsz, size_t *len);
+void crypto_sm2_key_free(crypto_sm2_key_t *key); /* NULL is fine */
+
+/* SM2 with SM3 (GB/T 32918.2): Z from the signer ID[0..IDLEN) and the public key, e = SM3(Z ‖ MSG), raw
+ * r‖s. Sign: 0 or -1 (no private key). Verify: 0 valid, -1 otherwise (r, s outside [1, n − 1] included). */
+int crypto_sm2_sign(const crypto_sm2_key_t *key, const char *id, size_t idlen, const void *msg, size_t len,
+                    uint8_t sig[CRYPTO_SM2_SIG_LEN]);
+int crypto_sm2_verify(const crypto_sm2_key_t *key, const char *id, size_t idlen, const void *msg, size_t len,
+                      const uint8_t sig[CRYPTO_SM2_SIG_LEN]);
+/* the same over a digest E already computed (e = SM3(Z ‖ M)): what OpenSSL's own SM2 test vectors give */
+int crypto_sm2_verify_digest(const crypto_sm2_key_t *key, const uint8_t e[CRYPTO_SM3_LEN], const uint8_t sig[CRYPTO_SM2_SIG_LEN]);
 
 #endif

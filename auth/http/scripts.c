@@ -271,7 +271,9 @@ static const char lua_device_poll[] = LUA_EXPIRED LUA_MASKED_NAME LUA_HASH
     "redis.call('HSET', sk, 'sub', h['sub'], 'acr', 'cross-device', 'at', h['at'], 'exp', now + tonumber(ARGV[8]))\n"
     "if ARGV[9] == '1' then redis.call('HSET', sk, 'c:' .. h['cid'], '1') end\n"
     "redis.call('EXPIRE', sk, ARGV[8])\n"
-    "redis.call('SADD', ARGV[3] .. 'usess:' .. h['sub'], sid)\n"
+    "local u = ARGV[3] .. 'usess:' .. h['sub']\n"
+    "redis.call('SADD', u, sid)\n"
+    "if redis.call('TTL', u) < tonumber(ARGV[8]) then redis.call('EXPIRE', u, ARGV[8]) end\n" /* never a set without a TTL */
     "if ARGV[5] == '1' then\n"
     "  redis.call('HSET', KEYS[2], 'fam', ARGV[6], 'sub', h['sub'], 'sid', sid, 'cid', h['cid'], 'scope', h['scope'], "
     "'acr', 'cross-device', 'used', '0', 'exp', now + tonumber(ARGV[4]))\n"

@@ -216,14 +216,22 @@ static void start_attempt(auth_backchannel_t *b, const char *job, const char *su
         return;
     }
     bcl_attempt_t *a = calloc(1, sizeof(*a));
+    char *uri = strdup(client->backchannel_logout_uri);
+    size_t body_len = strlen("logout_token=") + strlen(tok), cap = strlen(client->backchannel_logout_uri) + body_len + 256;
+    char *buf = malloc(cap);
+    if (a == NULL || uri == NULL || buf == NULL) { /* out of memory: the lease runs out, and another attempt follows */
+        free(a), free(uri), free(buf);
+        OPENSSL_cleanse(tok, strlen(tok));
+        free(tok);
+        return;
+    }
     a->b = b;
     a->n = n != 0 ? n : 1;
     a->t0_ms = t0_ms;
     strcpy(a->job, job);
-    a->uri = strdup(client->backchannel_logout_uri);
+    a->uri = uri;
     h2o_url_parse(a->uri, SIZE_MAX, &url); /* the iovecs now point into the copy */
-    size_t body_len = strlen("logout_token=") + strlen(tok), cap = url.path.len + url.authority.len + body_len + 256;
-    a->reqbuf.base = malloc(cap);
+    a->reqbuf.base = buf;
     int hl = snprintf(a->reqbuf.base, cap,
                       "POST %.*s HTTP/1.1\r\nHost: %.*s\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                       "Content-Length: %zu\r\nCache-Control: no-store\r\nUser-Agent: hegate\r\nConnection: close\r\n\r\n"

@@ -624,30 +624,20 @@ void auth_authorize_handle(gw_req_t *greq)
     memset(az, 0, sizeof(*az));
     o->ctx = az;
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    if (auth_form_of_request(req, &az->form) != 0) {
+        send_error_page(greq, 400, "无法登录 Cannot sign in", post ? "The form is malformed." : "The authorization request is malformed.");
+        return;
+    }
+    read_params(az, &az->form);
+    if (validate(o) != 0)
+        return;
     if (!post) {
-        const char *q = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : "";
-        size_t ql = req->query_at != SIZE_MAX ? req->path.len - req->query_at - 1 : 0;
-        if (auth_form_parse(&req->pool, q, ql, &az->form) != 0) {
-            send_error_page(greq, 400, "无法登录 Cannot sign in", "The authorization request is malformed.");
-            return;
-        }
-        read_params(az, &az->form);
-        if (validate(o) != 0)
-            return;
         if (az->oidc.prompt_login) /* sign in again, whatever session the browser has */
             show_signin(o, 200, NULL);
         else
             check_session(o);
         return;
     }
-    if (!auth_form_content_type_ok(req) || req->entity.len > AUTH_FORM_MAX_BYTES ||
-        auth_form_parse(&req->pool, req->entity.base != NULL ? req->entity.base : "", req->entity.len, &az->form) != 0) {
-        send_error_page(greq, 400, "无法登录 Cannot sign in", "The form is malformed.");
-        return;
-    }
-    read_params(az, &az->form);
-    if (validate(o) != 0)
-        return;
     const char *action = auth_form_get(&az->form, "action");
     if (action != NULL && strcmp(action, "signin") == 0 && check_login_limit(o))
         return;
@@ -664,18 +654,7 @@ void auth_device_page_handle(gw_req_t *greq)
     az->device = 1;
     az->oidc.max_age = -1; /* no max_age: any live session counts */
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
-    const char *text = "";
-    size_t len = 0;
-    if (post) {
-        if (!auth_form_content_type_ok(req) || req->entity.len > AUTH_FORM_MAX_BYTES) {
-            send_error_page(greq, 400, "无法登录 Cannot sign in", "The form is malformed.");
-            return;
-        }
-        text = req->entity.base != NULL ? req->entity.base : "", len = req->entity.len;
-    } else if (req->query_at != SIZE_MAX) {
-        text = req->path.base + req->query_at + 1, len = req->path.len - req->query_at - 1;
-    }
-    if (auth_form_parse(&req->pool, text, len, &az->form) != 0) {
+    if (auth_form_of_request(req, &az->form) != 0) {
         send_error_page(greq, 400, "无法登录 Cannot sign in", "The request is malformed.");
         return;
     }

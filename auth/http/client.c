@@ -109,12 +109,12 @@ void auth_client_authenticate(gw_task_t *o, int confidential_only, auth_cauth_cb
     memset(c, 0, sizeof(*c));
     o->ctx = c;
     c->next = next;
-    if (!auth_form_content_type_ok(req)) {
+    int r = auth_form_of_request(req, &c->form); /* the endpoints calling this are POST only */
+    if (r == -2) {
         gw_oauth_error(greq, 400, "invalid_request", "the body must be application/x-www-form-urlencoded");
         return;
     }
-    if (req->entity.len > AUTH_FORM_MAX_BYTES ||
-        auth_form_parse(&req->pool, req->entity.base != NULL ? req->entity.base : "", req->entity.len, &c->form) != 0) {
+    if (r != 0) {
         gw_oauth_error(greq, 400, "invalid_request", "the form is malformed or too large");
         return;
     }

@@ -273,11 +273,8 @@ static void lookup(gw_req_t *greq, const char *user_code, size_t len, const char
 /* the user_code of GREQ's query, for lookup AS */
 static void lookup_query(gw_req_t *greq, int as)
 {
-    h2o_req_t *req = greq->req;
     auth_form_t form;
-    const char *q = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : "";
-    size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at - 1 : 0;
-    if (auth_form_parse(&req->pool, q, qlen, &form) != 0) {
+    if (auth_form_of_query(greq->req, &form) != 0) {
         gw_problem_send(greq, 400, "bad-request", "Bad Request", "the query is malformed");
         return;
     }

@@ -244,3 +244,21 @@ size_t auth_urlencode(char *buf, size_t bufsz, const char *s)
     buf[o] = '\0';
     return o;
 }
+
+int auth_form_of_query(h2o_req_t *req, auth_form_t *out)
+{
+    if (req->query_at == SIZE_MAX)
+        return auth_form_parse(&req->pool, "", 0, out);
+    return auth_form_parse(&req->pool, req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, out);
+}
+
+int auth_form_of_request(h2o_req_t *req, auth_form_t *out)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
+        return auth_form_of_query(req, out) == 0 ? 0 : -1;
+    if (!auth_form_content_type_ok(req))
+        return -2;
+    if (req->entity.len > AUTH_FORM_MAX_BYTES)
+        return -1;
+    return auth_form_parse(&req->pool, req->entity.base != NULL ? req->entity.base : "", req->entity.len, out) == 0 ? 0 : -1;
+}

@@ -57,6 +57,11 @@ typedef struct {
 int auth_form_parse(h2o_mem_pool_t *pool, const char *text, size_t len, auth_form_t *out);
 /* The value of NAME, or NULL. */
 const char *auth_form_get(const auth_form_t *form, const char *name);
+/* REQ's query, parsed as above (none: an empty form). 0 or -1. */
+int auth_form_of_query(h2o_req_t *req, auth_form_t *out);
+/* REQ's parameters: the query of a GET, the body of a POST (application/x-www-form-urlencoded, at most
+ * AUTH_FORM_MAX_BYTES). 0; -1 malformed or too large; -2 a POST of another content type. */
+int auth_form_of_request(h2o_req_t *req, auth_form_t *out);
 /* 1 if the request's content-type is application/x-www-form-urlencoded (charset utf-8 allowed). */
 int auth_form_content_type_ok(h2o_req_t *req);
 /* "Authorization: Basic ..." → client id and secret (each form-urldecoded, RFC 6749 §2.3.1).

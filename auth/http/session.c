@@ -235,18 +235,7 @@ void auth_end_session_handle(gw_req_t *greq)
     const gw_conf_t *conf = greq->gen->conf;
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     auth_form_t form;
-    const char *text = "";
-    size_t len = 0;
-    if (post) {
-        if (!auth_form_content_type_ok(req) || req->entity.len > AUTH_FORM_MAX_BYTES) {
-            send_page(greq, 400, "无法退出 Cannot sign out", "The request is malformed.");
-            return;
-        }
-        text = req->entity.base != NULL ? req->entity.base : "", len = req->entity.len;
-    } else if (req->query_at != SIZE_MAX) {
-        text = req->path.base + req->query_at + 1, len = req->path.len - req->query_at - 1;
-    }
-    if (auth_form_parse(&req->pool, text, len, &form) != 0) {
+    if (auth_form_of_request(req, &form) != 0) {
         send_page(greq, 400, "无法退出 Cannot sign out", "The request is malformed.");
         return;
     }
